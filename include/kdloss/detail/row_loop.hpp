@@ -1,0 +1,134 @@
+// kdloss internals: the one row loop under every loss (weights, masking, reduction, scaling,
+// accumulate form, optional OpenMP, deterministic summation, errors).
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <string>
+
+#include "checks.hpp"
+
+#if defined(_OPENMP)
+#include <omp.h>
+#endif
+
+KDLOSS_BEGIN_NAMESPACE
+namespace detail {
+
+/// Where a call writes, and how (filled in by the API layer, read by the row loop).
+template <class T>
+struct RowOutputs {
+  T* grad = nullptr;            ///< N x V gradient, or null for a value-only call
+  Eigen::Index grad_stride = 0;
+  T alpha = T(1);               ///< gradient (and returned value) scale: dS = alpha * dL + beta * dS
+  T beta = T(0);
+  T* per_row = nullptr;         ///< N per-row contributions, or null
+  Eigen::Index per_row_stride = 1;
+};
+
+/// Scales a gradient row by beta (zero when beta == 0, never reading the old contents then).
+template <class T>
+void scale_row(T* g, Eigen::Index n, T beta) {
+  if (beta == T(0)) {
+    std::fill(g, g + n, T(0));
+  } else if (beta != T(1)) {
+    for (Eigen::Index j = 0; j < n; ++j) g[j] *= beta;
+  }
+}
+
+/// The row loop. `row(i, grad_row, gscale, beta)` computes row i and, when `grad_row` is not null,
+/// writes \f$\mathrm{gscale}\cdot\partial L_i/\partial s_i + \beta\cdot\mathrm{grad\_row}\f$.
+///
+/// \param n, v     rows and vocabulary size
+/// \param k        inverse temperature \f$1/\tau\f$ (part of the gradient scale)
+/// Returns \f$\alpha \cdot c \sum_i w_i L_i\f$ with \f$c = (\tau^2)/d\f$ per Options.
+/// Rows with \f$w_i = 0\f$ are never computed. Rows are summed in a fixed order in double, so the
+/// result is bitwise identical for every thread count.
+template <class T, class RowFn>
+T run_rows(const char* who, const Options<T>& opt, Eigen::Index n, Eigen::Index v,
+           const Weights<T>& w, const RowOutputs<T>& out, RowFn&& row) {
+  KDLOSS_REQUIRE(!w.has_value() || w.size() == n,
+                 std::string(who) + ": " + std::to_string(w.size()) + " weights for " + std::to_string(n) +
+                     " rows");
+  double wsum = 0;
+  for (Eigen::Index i = 0; i < n; ++i) {
+    const T wi = w[i];
+    KDLOSS_REQUIRE(std::isfinite(static_cast<double>(wi)) && wi >= T(0),
+                   std::string(who) + ": weight " + std::to_string(i) + " is " +
+                       std::to_string(static_cast<double>(wi)) + " (weights must be finite and >= 0)");
+    wsum += static_cast<double>(wi);
+  }
+  double denom = 1;
+  if (opt.reduction == Reduction::BatchMean)
+    denom = opt.denominator > T(0) ? static_cast<double>(opt.denominator) : wsum;
+  const double tau = static_cast<double>(opt.temperature);
+  const double factor = (opt.scale_by_t2 ? tau * tau : 1.0) / denom;
+  const bool nothing = !(wsum > 0);  // every row masked (or N = 0): loss 0, gradient 0
+
+  auto masked_row = [&](Eigen::Index i) {
+    if (out.grad) scale_row(out.grad + i * out.grad_stride, v, out.beta);
+    if (out.per_row) out.per_row[i * out.per_row_stride] = T(0);
+  };
+  auto compute_row = [&](Eigen::Index i) -> kernels::RowResult {
+    const T wi = w[i];
+    if (nothing || wi == T(0)) {
+      masked_row(i);
+      return {};
+    }
+    const T gscale = static_cast<T>(static_cast<double>(out.alpha) * factor *
+                                    static_cast<double>(wi) / tau);
+    kernels::RowResult r = row(i, out.grad ? out.grad + i * out.grad_stride : nullptr, gscale, out.beta);
+    r.value *= static_cast<double>(wi) * factor;
+    if (out.per_row) out.per_row[i * out.per_row_stride] = static_cast<T>(r.value);
+    return r;
+  };
+
+  // Rows go in fixed chunks; chunk sums land in a fixed-size table summed in order afterwards.
+  // Neither the chunking nor the order depends on the thread count.
+  constexpr Eigen::Index kChunk = 4, kTable = 256;
+  double total = 0;
+  for (Eigen::Index r0 = 0; r0 < n; r0 += kChunk * kTable) {
+    const Eigen::Index chunks = std::min(kTable, (n - r0 + kChunk - 1) / kChunk);
+    double partial[kTable];
+    Eigen::Index bad_row[kTable];
+    kernels::RowError bad[kTable];
+    auto run_chunk = [&](Eigen::Index c) {
+      double s = 0;
+      bad[c] = kernels::RowError::None;
+      bad_row[c] = 0;
+      const Eigen::Index i1 = std::min(n, r0 + (c + 1) * kChunk);
+      for (Eigen::Index i = r0 + c * kChunk; i < i1; ++i) {
+        const kernels::RowResult r = compute_row(i);
+        if (r.error != kernels::RowError::None) {
+          bad[c] = r.error;
+          bad_row[c] = i;
+          break;
+        }
+        s += r.value;
+      }
+      partial[c] = s;
+    };
+#if defined(_OPENMP)
+    const int threads = opt.threads;
+    const bool parallel = threads != 1 && chunks > 1 && (n - r0) * v >= (Eigen::Index{1} << 16);
+#pragma omp parallel for schedule(static) num_threads(threads > 0 ? threads : omp_get_max_threads()) if (parallel)
+    for (Eigen::Index c = 0; c < chunks; ++c) run_chunk(c);
+#else
+    for (Eigen::Index c = 0; c < chunks; ++c) run_chunk(c);
+#endif
+    for (Eigen::Index c = 0; c < chunks; ++c) {
+      if (bad[c] != kernels::RowError::None) {
+        if (bad[c] == kernels::RowError::BadLabel)
+          internal::fail<std::invalid_argument>(row_error(who, bad[c], bad_row[c]));
+        internal::fail<std::domain_error>(row_error(who, bad[c], bad_row[c]));
+      }
+      total += partial[c];
+    }
+  }
+  return static_cast<T>(static_cast<double>(out.alpha) * total);
+}
+
+}  // namespace detail
+KDLOSS_END_NAMESPACE

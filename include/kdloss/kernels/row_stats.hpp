@@ -1,0 +1,178 @@
+// kdloss kernels: pass 1 of every row, the online max / sum-exp of teacher and student together.
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#include "sweep.hpp"
+
+KDLOSS_BEGIN_NAMESPACE
+namespace kernels {
+
+/// Why a row cannot be computed (the row loop turns it into an exception naming the row).
+enum class RowError : std::uint8_t {
+  None,
+  TeacherNaN,         ///< a NaN teacher logit
+  TeacherPosInf,      ///< a +inf teacher logit
+  TeacherEmpty,       ///< no finite teacher logit
+  StudentNaN,         ///< a NaN student logit
+  StudentPosInf,      ///< a +inf student logit
+  StudentEmpty,       ///< no finite student logit
+  UnboundedGradient,  ///< the loss is +inf and its gradient has no finite value
+  BadLabel,           ///< a label outside [0, V) that is not the ignore index
+};
+
+/// What a row kernel returns: the row's unweighted loss \f$L_i\f$ (before weighting and reduction),
+/// or why it could not be computed.
+struct RowResult {
+  double value = 0;
+  RowError error = RowError::None;
+};
+
+/// Statistics of one logit row x at inverse temperature k.
+template <class T>
+struct SideStats {
+  T max = -std::numeric_limits<T>::infinity();  ///< \f$\max_v x_v\f$ (-inf if none is finite)
+  double sum = 0;                                ///< \f$\sum_v e^{k(x_v - \max)}\f$ (>= 1 if valid)
+  /// \f$\log\sum_v e^{k(x_v-\max)}\f$; \f$\log p_v = k(x_v - \max) - \f$ `log_sum()`.
+  double log_sum() const { return std::log(sum); }
+  /// The row's defect, if any (O(1): rides on the statistics).
+  RowError check(bool teacher) const {
+    if (max == std::numeric_limits<T>::infinity()) return teacher ? RowError::TeacherPosInf : RowError::StudentPosInf;
+    if (std::isnan(sum)) return teacher ? RowError::TeacherNaN : RowError::StudentNaN;
+    if (!(sum >= 1.0)) return teacher ? RowError::TeacherEmpty : RowError::StudentEmpty;
+    return RowError::None;
+  }
+};
+
+/// Pass-1 statistics of a teacher row t and a student row s.
+///
+/// With \f$D_v = (t_v - \max t) - (s_v - \max s)\f$ (logit units), the cross sums give the two
+/// KL divergences without a second pass:
+/// \f$KL(p\|q) = k\,C_t/S_t - \log S_t + \log S_s\f$ and
+/// \f$KL(q\|p) = -k\,C_s/S_s + \log S_t - \log S_s\f$.
+template <class T>
+struct PairStats {
+  SideStats<T> t, s;
+  double cross_t = 0;          ///< \f$C_t = \sum_v e^{k(t_v-\max t)} D_v\f$
+  double cross_s = 0;          ///< \f$C_s = \sum_v e^{k(s_v-\max s)} D_v\f$
+  bool teacher_uncovered = false;  ///< some finite t_v has s_v = -inf: KL(p||q) = +inf
+  bool student_uncovered = false;  ///< some finite s_v has t_v = -inf: KL(q||p) = +inf
+};
+
+/// What pass 1 accumulates (compile-time, so unused work is not compiled).
+template <bool Teacher, bool Student, bool CrossT, bool CrossS>
+struct StatsPlan {
+  static constexpr bool teacher = Teacher;
+  static constexpr bool student = Student;
+  static constexpr bool cross_t = CrossT;
+  static constexpr bool cross_s = CrossS;
+  static_assert(!(CrossT || CrossS) || (Teacher && Student), "cross sums need both rows");
+};
+
+/// Pass 1: reads each logit of t and s once from memory, in blocks of 64 vectors. Each block's
+/// maxima come first (the block then stays in L1 for the exp sweep), so the running maxima move at
+/// most once per block and the rescaling of the accumulated sums costs O(1) per block, not per
+/// element. Sums are float within a block (two accumulators per lane, <= 32 terms each) and double
+/// across blocks, which keeps float rows of 150k entries within a few ulp.
+///
+/// -inf logits are legal (masked vocabulary) and contribute nothing; NaN and +inf poison the sums
+/// so `SideStats::check` sees them. Tail lanes read as -inf.
+template <class Arch, class Plan, class T, class TeacherRow>
+PairStats<T> row_stats(const TeacherRow& teacher, const T* student, Index n, T k) {
+  using B = simd::batch<T, Arch>;
+  constexpr int W = B::size;
+  constexpr Index kBlock = Index{64} * W;
+  constexpr T kInf = std::numeric_limits<T>::infinity();
+  constexpr T kBig = std::numeric_limits<T>::max();
+  const PlainRow<T> srow{student};
+  // -inf maxima are replaced by the lowest finite value before subtracting, so a row that starts
+  // with masked entries gives exp(-inf) = 0 instead of exp(-inf - -inf) = NaN.
+  auto finite_floor = [](T m) { return std::max(m, std::numeric_limits<T>::lowest()); };
+
+  PairStats<T> r;
+  T mt = -kInf, ms = -kInf;
+  double st = 0, ss = 0, ct = 0, cs = 0;
+  B dpos = B::splat(-kInf), dneg = B::splat(-kInf);
+  const B kb = B::splat(k);
+
+  for (Index j0 = 0; j0 < n; j0 += kBlock) {
+    const Index j1 = std::min(n, j0 + kBlock);
+    B bt = B::splat(-kInf), bs = B::splat(-kInf);
+    sweep<W>(j0, j1, [&](Index j, auto lanes) {
+      if constexpr (Plan::teacher) bt = max(teacher.template load<B>(j, lanes), bt);
+      if constexpr (Plan::student) bs = max(srow.template load<B>(j, lanes), bs);
+    });
+    const T nmt = Plan::teacher ? std::max(mt, hmax(bt)) : mt;
+    const T nms = Plan::student ? std::max(ms, hmax(bs)) : ms;
+    // D' = D - delta when the maxima move; every accumulated term is rescaled to the new maxima.
+    const double dt = static_cast<double>(finite_floor(nmt)) - static_cast<double>(finite_floor(mt));
+    const double ds = static_cast<double>(finite_floor(nms)) - static_cast<double>(finite_floor(ms));
+    const double delta = dt - ds;
+    const double kd = static_cast<double>(k);
+    if (st > 0 && (dt > 0 || delta != 0)) {
+      const double sc = dt > 0 ? std::exp(-kd * dt) : 1.0;
+      ct = sc * (ct - st * delta);
+      st *= sc;
+    }
+    if (ss > 0 && (ds > 0 || delta != 0)) {
+      const double sc = ds > 0 ? std::exp(-kd * ds) : 1.0;
+      cs = sc * (cs - ss * delta);
+      ss *= sc;
+    }
+    mt = nmt;
+    ms = nms;
+
+    const B mtb = B::splat(finite_floor(mt)), msb = B::splat(finite_floor(ms));
+    B ft[2] = {B::splat(0), B::splat(0)}, fs[2] = {B::splat(0), B::splat(0)};
+    B fct[2] = {B::splat(0), B::splat(0)}, fcs[2] = {B::splat(0), B::splat(0)};
+    auto body = [&](Index j, auto lanes, int a) {
+      B dtv = B::splat(0), dsv = B::splat(0), et = B::splat(0), es = B::splat(0);
+      if constexpr (Plan::teacher) {
+        dtv = teacher.template load<B>(j, lanes) - mtb;
+        et = simd::exp(dtv * kb);
+        ft[a] = ft[a] + et;
+      }
+      if constexpr (Plan::student) {
+        dsv = srow.template load<B>(j, lanes) - msb;
+        es = simd::exp(dsv * kb);
+        fs[a] = fs[a] + es;
+      }
+      if constexpr (Plan::cross_t || Plan::cross_s) {
+        // D = +inf: teacher finite, student -inf. D = -inf: the reverse. NaN: both -inf (or a tail
+        // lane). The clamps map NaN and the infinity that meets a zero weight to a finite value,
+        // so 0 * inf never happens; the flags record the infinities the values must report.
+        const B d = dtv - dsv;
+        if constexpr (Plan::cross_t) {
+          fct[a] = fma(et, max(d, B::splat(-kBig)), fct[a]);
+          dpos = max(d, dpos);
+        }
+        if constexpr (Plan::cross_s) {
+          fcs[a] = fma(es, min(d, B::splat(kBig)), fcs[a]);
+          dneg = max(-d, dneg);
+        }
+      }
+    };
+    Index j = j0;
+    for (; j + 2 * W <= j1; j += 2 * W) {
+      body(j, Full{}, 0);
+      body(j + W, Full{}, 1);
+    }
+    sweep<W>(j, j1, [&](Index jj, auto lanes) { body(jj, lanes, 0); });
+    if constexpr (Plan::teacher) st += hsum_wide(ft[0] + ft[1]);
+    if constexpr (Plan::student) ss += hsum_wide(fs[0] + fs[1]);
+    if constexpr (Plan::cross_t) ct += hsum_wide(fct[0]) + hsum_wide(fct[1]);
+    if constexpr (Plan::cross_s) cs += hsum_wide(fcs[0]) + hsum_wide(fcs[1]);
+  }
+  r.t = {mt, st};
+  r.s = {ms, ss};
+  r.cross_t = ct;
+  r.cross_s = cs;
+  if constexpr (Plan::cross_t) r.teacher_uncovered = hmax(dpos) == kInf;
+  if constexpr (Plan::cross_s) r.student_uncovered = hmax(dneg) == kInf;
+  return r;
+}
+
+}  // namespace kernels
+KDLOSS_END_NAMESPACE

@@ -1,0 +1,60 @@
+// kdloss kernels: row sources and the vector sweep every kernel loop is written with.
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <limits>
+
+#include "../simd/simd.hpp"
+
+KDLOSS_BEGIN_NAMESPACE
+namespace kernels {
+
+using Index = std::ptrdiff_t;
+
+/// Lane selector of a full vector.
+struct Full {};
+/// Lane selector of the last, partial vector of a row: its first `n` lanes are real.
+struct Tail {
+  int n;
+};
+
+/// Loads `W` lanes at `p`; a Tail fills the missing lanes with `fill` (never reads past the row).
+template <class B, class T>
+KDLOSS_INLINE B load(const T* p, Full, T) {
+  return B::load(p);
+}
+template <class B, class T>
+KDLOSS_INLINE B load(const T* p, Tail t, T fill) {
+  return B::load_partial(p, t.n, fill);
+}
+template <class B, class T>
+KDLOSS_INLINE void store(T* p, B v, Full) {
+  v.store(p);
+}
+template <class B, class T>
+KDLOSS_INLINE void store(T* p, B v, Tail t) {
+  v.store_partial(p, t.n);
+}
+
+/// Calls `f(j, lanes)` for every vector of the range [j0, j1): full vectors, then one Tail.
+template <int W, class F>
+KDLOSS_INLINE void sweep(Index j0, Index j1, F&& f) {
+  Index j = j0;
+  for (; j + W <= j1; j += W) f(j, Full{});
+  if (j < j1) f(j, Tail{static_cast<int>(j1 - j)});
+}
+
+/// A logit row read straight from memory (the common teacher and every student).
+template <class T>
+struct PlainRow {
+  const T* p;
+  template <class B, class L>
+  KDLOSS_INLINE B load(Index j, L lanes) const {
+    return kernels::load<B>(p + j, lanes, -std::numeric_limits<T>::infinity());
+  }
+};
+
+}  // namespace kernels
+KDLOSS_END_NAMESPACE

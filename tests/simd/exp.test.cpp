@@ -1,0 +1,110 @@
+// The vector exp of this binary's instruction set against std::exp: ULP error over the whole float
+// range, a dense double sample, and the special values.
+// SPDX-License-Identifier: Apache-2.0
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <kdloss/simd/simd.hpp>
+#include <limits>
+#include <random>
+
+namespace {
+namespace simd = kdloss::simd;
+using Arch = simd::best_arch;
+
+// Distance in units in the last place: floats mapped to a monotonic integer line.
+std::int64_t ordinal(float f) {
+  std::int32_t i;
+  std::memcpy(&i, &f, sizeof i);
+  return i < 0 ? std::int64_t{INT32_MIN} - i : i;
+}
+std::int64_t ordinal(double d) {
+  std::int64_t i;
+  std::memcpy(&i, &d, sizeof i);
+  return i < 0 ? std::numeric_limits<std::int64_t>::min() - i : i;
+}
+template <class T>
+std::int64_t ulp_distance(T a, T b) {
+  const std::int64_t x = ordinal(a), y = ordinal(b);
+  return x > y ? x - y : y - x;
+}
+
+template <class T>
+T vexp_one(T x) {
+  using B = simd::batch<T, Arch>;
+  T in[B::size], out[B::size];
+  for (int l = 0; l < B::size; ++l) in[l] = x;
+  simd::exp(B::load(in)).store(out);
+  return out[B::size - 1];
+}
+}  // namespace
+
+TEST_CASE("vector exp (float) is within 1 ulp of std::exp over the whole float range", "[simd][exp]") {
+  using B = simd::batch<float, Arch>;
+  INFO("instruction set " << Arch::name);
+  // Every 61st bit pattern of all 2^32 (70 million floats: every exponent, every sign, NaNs,
+  // subnormal inputs and results, overflow), W lanes at a time.
+  constexpr std::uint64_t kStride = 61;
+  float in[B::size], out[B::size];
+  std::int64_t worst = 0;
+  float worst_x = 0;
+  long nan_bad = 0;
+  for (std::uint64_t u = 0; u < (std::uint64_t{1} << 32); u += kStride * B::size) {
+    for (int l = 0; l < B::size; ++l) {
+      const auto bits = static_cast<std::uint32_t>(u + static_cast<std::uint64_t>(l) * kStride);
+      std::memcpy(&in[l], &bits, sizeof bits);
+    }
+    simd::exp(B::load(in)).store(out);
+    for (int l = 0; l < B::size; ++l) {
+      if (std::isnan(in[l])) {
+        nan_bad += !std::isnan(out[l]);
+        continue;
+      }
+      const std::int64_t d = ulp_distance(out[l], std::exp(in[l]));
+      if (d > worst) worst = d, worst_x = in[l];
+    }
+  }
+  INFO("worst at x = " << worst_x << ": " << vexp_one(worst_x) << " vs " << std::exp(worst_x));
+  CHECK(worst <= 1);
+  CHECK(nan_bad == 0);
+}
+
+TEST_CASE("vector exp (double) is within 1 ulp of std::exp", "[simd][exp]") {
+  std::mt19937_64 gen(12345);
+  std::uniform_real_distribution<double> range(-746.0, 710.0), small(-1.0, 1.0);
+  std::int64_t worst = 0;
+  double worst_x = 0;
+  for (int k = 0; k < 2000000; ++k) {
+    const double x = k % 4 == 0 ? small(gen) : range(gen);
+    const std::int64_t d = ulp_distance(vexp_one(x), std::exp(x));
+    if (d > worst) worst = d, worst_x = x;
+  }
+  INFO("worst at x = " << worst_x);
+  CHECK(worst <= 1);
+}
+
+TEMPLATE_TEST_CASE("vector exp special values", "[simd][exp]", float, double) {
+  using T = TestType;
+  const T inf = std::numeric_limits<T>::infinity();
+  CHECK(vexp_one(-inf) == T(0));
+  CHECK(vexp_one(inf) == inf);
+  CHECK(vexp_one(T(0)) == T(1));
+  CHECK(vexp_one(-T(0)) == T(1));
+  CHECK(std::isnan(vexp_one(std::numeric_limits<T>::quiet_NaN())));
+  CHECK(vexp_one(std::numeric_limits<T>::lowest()) == T(0));
+  CHECK(vexp_one(std::numeric_limits<T>::max()) == inf);
+  // Largest finite result, the first overflowing input, subnormal results, underflow to 0.
+  const T big = std::is_same<T, float>::value ? T(88.7) : T(709.7);
+  CHECK(std::isfinite(vexp_one(big)));
+  CHECK(ulp_distance(vexp_one(big), std::exp(big)) <= 1);
+  const T over = std::is_same<T, float>::value ? T(88.73) : T(709.79);
+  CHECK(vexp_one(over) == inf);
+  const T sub = std::is_same<T, float>::value ? T(-95.5) : T(-725.5);
+  CHECK(std::fpclassify(vexp_one(sub)) == FP_SUBNORMAL);
+  CHECK(ulp_distance(vexp_one(sub), std::exp(sub)) <= 1);
+  const T tiny = std::is_same<T, float>::value ? T(-103.9) : T(-745.1);
+  CHECK(vexp_one(tiny) == std::exp(tiny));  // the least subnormal
+  const T zero = std::is_same<T, float>::value ? T(-104.5) : T(-745.2);
+  CHECK(vexp_one(zero) == T(0));
+}

@@ -1,0 +1,75 @@
+// Every loss on this binary's instruction set against the same loss on the scalar path (the
+// oracle), on random rows of odd sizes, masked entries, temperatures, float and double.
+// SPDX-License-Identifier: Apache-2.0
+#include "support/contract.hpp"
+#include "support/specs.hpp"
+
+namespace {
+namespace simd = kdloss::simd;
+
+template <class Spec, class T>
+void compare_with_scalar(long n, long v, double tau, std::uint32_t s, double mask) {
+  INFO(Spec::name << " on " << simd::best_arch::name << " vs scalar: N=" << n << " V=" << v
+                  << " tau=" << tau << " mask=" << mask);
+  kdloss::RowMatrix<T> S = kdtest::random_logits<T>(n, v, s), Tt = kdtest::random_logits<T>(n, v, s + 1);
+  if (mask > 0) {
+    // Mask the same entries on both sides (legal for every loss).
+    kdtest::mask_random(S, mask, s + 2);
+    for (long i = 0; i < n; ++i)
+      for (long j = 0; j < v; ++j)
+        if (std::isinf(static_cast<double>(S(i, j)))) Tt(i, j) = S(i, j);
+  }
+  kdloss::Options<T> o;
+  o.temperature = static_cast<T>(tau);
+  o.reduction = kdloss::Reduction::Sum;
+  const auto fast = Spec::template make<T>(o);
+  const auto oracle = Spec::template make<T, simd::scalar>(o);
+  kdloss::RowMatrix<T> G(n, v), Gs(n, v);
+  const double value = static_cast<double>(fast(S, Tt, G));
+  const double value_s = static_cast<double>(oracle(S, Tt, Gs));
+  // Both are compared on the reference's error scale (what either computation rounds).
+  const kdloss::RowMatrix<double> Sd = kdtest::to_double(S), Td = kdtest::to_double(Tt);
+  const auto m = kdtest::ref::reduce(Spec::row, Sd.data(), Td.data(), n, v, nullptr, kdtest::reduce_of(o));
+  const double e = kdtest::eps<T>(), tiny = static_cast<double>(std::numeric_limits<T>::min());
+  CHECK(std::fabs(value - value_s) <= 2 * kdtest::kUlpFactor * e * m.value_scale + tiny);
+  std::vector<std::vector<double>> gs(static_cast<size_t>(n), std::vector<double>(static_cast<size_t>(v)));
+  for (long i = 0; i < n; ++i)
+    for (long j = 0; j < v; ++j) gs[static_cast<size_t>(i)][static_cast<size_t>(j)] = static_cast<double>(Gs(i, j));
+  const std::string why = kdtest::compare(G, gs, [&](long i, long j) {
+    return 2 * kdtest::kUlpFactor * e * m.grad_scale[static_cast<size_t>(i)][static_cast<size_t>(j)] + tiny;
+  });
+  INFO(why);
+  CHECK(why.empty());
+}
+
+template <class Spec, class T>
+void compare_all_shapes() {
+  std::uint32_t s = kdtest::seed(900);
+  for (const long v : {1L, 2L, 3L, 7L, 8L, 9L, 15L, 16L, 17L, 31L, 33L, 63L, 65L, 1271L, 32000L, 65537L})
+    for (const double tau : {1.0, 0.5})
+      compare_with_scalar<Spec, T>(v > 10000 ? 2 : 3, v, tau, s++, 0.0);
+  compare_with_scalar<Spec, T>(4, 1031, 2.0, s++, 0.3);
+}
+}  // namespace
+
+TEMPLATE_TEST_CASE("ForwardKL: SIMD path equals the scalar path", "[paths]", float, double) {
+  compare_all_shapes<kdtest::specs::Fkl, TestType>();
+}
+
+TEMPLATE_TEST_CASE("ReverseKL: SIMD path equals the scalar path", "[paths]", float, double) {
+  compare_all_shapes<kdtest::specs::Rkl, TestType>();
+}
+
+TEMPLATE_TEST_CASE("log_softmax: SIMD path equals the scalar path", "[paths]", float, double) {
+  using T = TestType;
+  for (const long v : {1L, 5L, 16L, 17L, 1271L, 65537L}) {
+    kdloss::RowMatrix<T> X = kdtest::random_logits<T>(3, v, kdtest::seed(950) + static_cast<std::uint32_t>(v), 4.0);
+    kdloss::RowMatrix<T> Y(3, v), Ys(3, v);
+    kdloss::log_softmax(X, Y, T(0.7));
+    kdloss::log_softmax<simd::scalar>(X, Ys, T(0.7));
+    for (long i = 0; i < 3; ++i)
+      for (long j = 0; j < v; ++j)
+        CHECK(std::fabs(static_cast<double>(Y(i, j) - Ys(i, j))) <=
+              8 * kdtest::eps<T>() * (std::fabs(static_cast<double>(Ys(i, j))) + 2));
+  }
+}

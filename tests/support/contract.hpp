@@ -1,0 +1,398 @@
+// The contract every pair loss (student logits vs teacher logits) is tested against: reference
+// values, finite differences, invariants, options, reductions, weights, layouts, errors and the
+// no-allocation guarantee. A loss test file describes its loss with a Spec and calls these.
+//
+// A Spec provides:
+//   template <class T, class Arch = kdloss::simd::best_arch> static auto make(const kdloss::Options<T>&);
+//   static kdtest::ref::Row row(const double* s, const double* t, long v, double tau);  // reference
+//   static constexpr const char* name;    // the loss's name as it appears in error messages
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+#include <catch2/catch.hpp>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <kdloss/kdloss.hpp>
+#include <limits>
+#include <string>
+
+#include "alloc_counter.hpp"
+#include "fixtures.hpp"
+#include "matchers.hpp"
+#include "reference.hpp"
+
+namespace kdtest {
+
+template <class T>
+constexpr double eps() {
+  return static_cast<double>(std::numeric_limits<T>::epsilon());
+}
+
+/// Prints "kdloss-report <what> <value>" when KDLOSS_TEST_REPORT is set (figures for the notes).
+inline void report(const std::string& what, double value) {
+  if (std::getenv("KDLOSS_TEST_REPORT")) std::printf("kdloss-report %s %.3e\n", what.c_str(), value);
+}
+
+/// The reference's reduction settings for a set of options.
+template <class T>
+ref::Reduce reduce_of(const kdloss::Options<T>& o) {
+  ref::Reduce r;
+  r.kind = o.reduction == kdloss::Reduction::BatchMean ? ref::Reduce::BatchMean : ref::Reduce::Sum;
+  r.temperature = static_cast<double>(o.temperature);
+  r.t2 = o.scale_by_t2;
+  r.denominator = static_cast<double>(o.denominator);
+  return r;
+}
+
+/// The per-entry bound of a T computation against the double reference: a small multiple of
+/// eps(T) times the size of the terms that are rounded, plus T's smallest normal (underflow).
+constexpr double kUlpFactor = 32;
+
+/// Loss value and gradient in type T against the double reference, for random logits.
+template <class Spec, class T>
+void check_reference(long n, long v, kdloss::Options<T> opt, std::uint32_t s, double scale = 3.0,
+                     const kdloss::Vector<T>* weights = nullptr) {
+  INFO(Spec::name << " N=" << n << " V=" << v << " tau=" << static_cast<double>(opt.temperature)
+                  << " seed=" << s);
+  const kdloss::RowMatrix<T> S = random_logits<T>(n, v, s, scale);
+  const kdloss::RowMatrix<T> Tt = random_logits<T>(n, v, s + 1, scale);
+  const auto loss = Spec::template make<T>(opt);
+  kdloss::RowMatrix<T> G(n, v);
+  T value, value_only;
+  if (weights) {
+    value = loss(S, Tt, G, *weights);
+    value_only = loss(S, Tt, *weights);
+  } else {
+    value = loss(S, Tt, G);
+    value_only = loss(S, Tt);
+  }
+  CHECK(value == value_only);  // the value-only call computes the very same value
+  const kdloss::RowMatrix<double> Sd = to_double(S), Td = to_double(Tt);
+  kdloss::Vector<double> wd;
+  if (weights) wd = weights->template cast<double>();
+  const auto m = ref::reduce(Spec::row, Sd.data(), Td.data(), n, v, weights ? wd.data() : nullptr,
+                             reduce_of(opt));
+  const double e = eps<T>(), tiny = static_cast<double>(std::numeric_limits<T>::min());
+  CHECK(std::fabs(static_cast<double>(value) - m.value) <= kUlpFactor * e * m.value_scale + tiny);
+  const std::string why = compare(G, m.grad, [&](long i, long j) {
+    return kUlpFactor * e * m.grad_scale[static_cast<size_t>(i)][static_cast<size_t>(j)] + tiny;
+  });
+  INFO(why);
+  CHECK(why.empty());
+}
+
+/// The analytic gradient (double) against central finite differences of the loss itself.
+template <class Spec>
+double check_finite_differences(long n, long v, kdloss::Options<double> opt, std::uint32_t s,
+                                double scale = 2.0, const kdloss::Vector<double>* w = nullptr) {
+  INFO(Spec::name << " finite differences N=" << n << " V=" << v << " seed=" << s);
+  kdloss::RowMatrix<double> S = random_logits<double>(n, v, s, scale);
+  const kdloss::RowMatrix<double> Tt = random_logits<double>(n, v, s + 1, scale);
+  const auto loss = Spec::template make<double>(opt);
+  auto f = [&](const kdloss::RowMatrix<double>& x) { return w ? loss(x, Tt, *w) : loss(x, Tt); };
+  kdloss::RowMatrix<double> G(n, v);
+  if (w)
+    loss(S, Tt, G, *w);
+  else
+    loss(S, Tt, G);
+  double worst = 0;
+  for (long i = 0; i < n; ++i) {
+    for (long j = 0; j < v; ++j) {
+      const double x0 = S(i, j), h = 1e-5 * std::max(1.0, std::fabs(x0));
+      S(i, j) = x0 + h;
+      const double fp = f(S);
+      S(i, j) = x0 - h;
+      const double fm = f(S);
+      S(i, j) = x0;
+      const double fd = (fp - fm) / (2 * h);
+      const double err = std::fabs(G(i, j) - fd);
+      worst = std::max(worst, err);
+      INFO("entry (" << i << "," << j << "): analytic " << G(i, j) << " finite difference " << fd);
+      CHECK(err <= 1e-8 + 1e-6 * std::fabs(fd));
+    }
+  }
+  report(std::string(Spec::name) + " finite-difference max abs error", worst);
+  return worst;
+}
+
+/// D(p||p) = 0 exactly, D >= 0, gradient rows sum to 0, shift invariance.
+template <class Spec, class T>
+void check_invariants(long n, long v, std::uint32_t s) {
+  INFO(Spec::name << " invariants N=" << n << " V=" << v);
+  kdloss::Options<T> opt;
+  opt.reduction = kdloss::Reduction::Sum;
+  const auto loss = Spec::template make<T>(opt);
+  const kdloss::RowMatrix<T> S = random_logits<T>(n, v, s);
+  const kdloss::RowMatrix<T> Tt = random_logits<T>(n, v, s + 1);
+  kdloss::RowMatrix<T> G(n, v);
+  // D(p || p) = 0 exactly, with an exactly zero gradient direction.
+  CHECK(loss(S, S, G) == T(0));
+  CHECK(G.cwiseAbs().maxCoeff() <= T(kUlpFactor) * std::numeric_limits<T>::epsilon());
+  // D >= 0 and rows of the gradient sum to 0 (up to the rounding of their terms).
+  kdloss::Vector<T> rows(n);
+  loss.per_row(S, Tt, rows, G);
+  CHECK(rows.minCoeff() >= T(0));
+  const kdloss::RowMatrix<double> Sd = to_double(S), Td = to_double(Tt);
+  const auto m = ref::reduce(Spec::row, Sd.data(), Td.data(), n, v, nullptr, reduce_of(opt));
+  for (long i = 0; i < n; ++i) {
+    double sum = 0, mag = 0;
+    for (long j = 0; j < v; ++j)
+      sum += static_cast<double>(G(i, j)), mag += m.grad_scale[static_cast<size_t>(i)][static_cast<size_t>(j)];
+    CHECK(std::fabs(sum) <= kUlpFactor * eps<T>() * mag + 1e-30);
+  }
+  // Adding a constant to a row changes nothing (beyond rounding of the shifted logits).
+  for (const double c : {80.0, -80.0, 1000.0}) {
+    INFO("shift " << c);
+    const kdloss::RowMatrix<T> S2 = (S.array() + T(c)).matrix();
+    const kdloss::RowMatrix<T> T2 = (Tt.array() - T(c / 2)).matrix();
+    kdloss::RowMatrix<T> G2(n, v);
+    const T v1 = loss(S, Tt, G), v2 = loss(S2, T2, G2);
+    // A shift of c rounds each logit by up to eps*|c|: that is the size of the change allowed.
+    const double tol = 8 * eps<T>() * (std::fabs(c) + 10) * (static_cast<double>(v1) + 1) * static_cast<double>(n);
+    CHECK(std::fabs(static_cast<double>(v1 - v2)) <= tol);
+    CHECK((G - G2).cwiseAbs().maxCoeff() <= T(8 * eps<T>() * (std::fabs(c) + 10)));
+  }
+}
+
+/// Reductions, denominators, temperature scaling, accumulate and per-row outputs agree with each
+/// other and with the documented formulas.
+template <class Spec, class T>
+void check_options_and_reductions(long n, long v, std::uint32_t s) {
+  INFO(Spec::name << " options N=" << n << " V=" << v);
+  const kdloss::RowMatrix<T> S = random_logits<T>(n, v, s);
+  const kdloss::RowMatrix<T> Tt = random_logits<T>(n, v, s + 1);
+  kdloss::Vector<T> w(n);
+  for (long i = 0; i < n; ++i) w[i] = T(i % 3 == 1 ? 0 : 0.5 + 0.25 * static_cast<double>(i % 4));
+  const double wsum = w.template cast<double>().sum();
+  const double tol = 16 * eps<T>();
+
+  kdloss::Options<T> o;
+  o.temperature = T(2);
+  o.reduction = kdloss::Reduction::Sum;
+  const auto sum_loss = Spec::template make<T>(o);
+  kdloss::RowMatrix<T> Gs(n, v), Gm(n, v), Gd(n, v), Gt(n, v), Ga(n, v), Gp(n, v);
+  const double vs = static_cast<double>(sum_loss(S, Tt, Gs, w));
+
+  // per_row: contributions sum to the total; masked rows give exactly 0.
+  kdloss::Vector<T> rows(n);
+  const double vp = static_cast<double>(sum_loss.per_row(S, Tt, rows, Gp, w));
+  CHECK(std::fabs(vp - vs) <= tol * std::fabs(vs));
+  CHECK(std::fabs(rows.template cast<double>().sum() - vs) <= tol * std::fabs(vs) * static_cast<double>(n));
+  for (long i = 0; i < n; ++i)
+    if (w[i] == T(0)) {
+      CHECK(rows[i] == T(0));
+      CHECK(Gs.row(i).cwiseAbs().maxCoeff() == T(0));
+    }
+  CHECK(Gp == Gs);
+
+  // BatchMean divides by the weight sum, or by the explicit denominator.
+  o.reduction = kdloss::Reduction::BatchMean;
+  const double vm = static_cast<double>(Spec::template make<T>(o)(S, Tt, Gm, w));
+  CHECK(std::fabs(vm - vs / wsum) <= tol * std::fabs(vs / wsum));
+  CHECK(((Gm.template cast<double>() * wsum - Gs.template cast<double>()).cwiseAbs().maxCoeff()) <=
+        tol * Gs.template cast<double>().cwiseAbs().maxCoeff());
+  o.denominator = T(37);
+  const double vd = static_cast<double>(Spec::template make<T>(o)(S, Tt, Gd, w));
+  CHECK(std::fabs(vd - vs / 37) <= tol * std::fabs(vs / 37));
+  o.denominator = T(0);
+
+  // Reduction::None: the plain calls refuse it, per_row() serves it and equals Sum.
+  o.reduction = kdloss::Reduction::None;
+  const auto none_loss = Spec::template make<T>(o);
+  CHECK_THROWS_AS(none_loss(S, Tt, w), std::invalid_argument);
+  CHECK_THROWS_WITH(none_loss(S, Tt, Gt, w), Catch::Contains("per_row"));
+  kdloss::Vector<T> rows_none(n);
+  CHECK(static_cast<double>(none_loss.per_row(S, Tt, rows_none, w)) == vp);
+  CHECK(rows_none == rows);
+
+  // scale_by_t2 multiplies value and gradient by tau^2 exactly once.
+  o.reduction = kdloss::Reduction::Sum;
+  o.scale_by_t2 = true;
+  const double vt = static_cast<double>(Spec::template make<T>(o)(S, Tt, Gt, w));
+  CHECK(std::fabs(vt - 4 * vs) <= tol * std::fabs(4 * vs));
+  CHECK(((Gt.template cast<double>() - 4 * Gs.template cast<double>()).cwiseAbs().maxCoeff()) <=
+        tol * 4 * Gs.template cast<double>().cwiseAbs().maxCoeff());
+  o.scale_by_t2 = false;
+
+  // accumulate: G = alpha dL + beta G, returns alpha L; beta = 0 never reads G (NaN garbage ok).
+  Ga.setConstant(std::numeric_limits<T>::quiet_NaN());
+  const double va = static_cast<double>(sum_loss.accumulate(S, Tt, Ga, T(0.5), T(0), w));
+  CHECK(std::fabs(va - 0.5 * vs) <= tol * std::fabs(vs));
+  CHECK(((Ga.template cast<double>() - 0.5 * Gs.template cast<double>()).cwiseAbs().maxCoeff()) <=
+        tol * Gs.template cast<double>().cwiseAbs().maxCoeff());
+  kdloss::RowMatrix<T> base = random_logits<T>(n, v, s + 7, 0.01);
+  Ga = base;
+  sum_loss.accumulate(S, Tt, Ga, T(2), T(-0.5), w);
+  const kdloss::RowMatrix<double> expect = 2 * Gs.template cast<double>() - 0.5 * base.template cast<double>();
+  CHECK(((Ga.template cast<double>() - expect).cwiseAbs().maxCoeff()) <=
+        tol * (expect.cwiseAbs().maxCoeff() + 1e-3));
+
+  // mask_from_labels builds the same weights as explicit 0/1 weights.
+  Eigen::VectorXi labels(n);
+  kdloss::Vector<T> w01(n);
+  for (long i = 0; i < n; ++i) {
+    labels[i] = i % 2 == 0 ? -100 : static_cast<int>(i);
+    w01[i] = T(i % 2 == 0 ? 0 : 1);
+  }
+  const kdloss::Vector<T> mw = kdloss::mask_from_labels<T>(labels);
+  CHECK(mw == w01);
+  CHECK(sum_loss(S, Tt, mw) == sum_loss(S, Tt, w01));
+}
+
+/// Masked rows are never computed (NaN logits there raise nothing), all-masked batches and N = 0
+/// give loss 0 and gradient 0.
+template <class Spec, class T>
+void check_masking(long v, std::uint32_t s) {
+  INFO(Spec::name << " masking V=" << v);
+  const long n = 4;
+  kdloss::RowMatrix<T> S = random_logits<T>(n, v, s);
+  const kdloss::RowMatrix<T> Tt = random_logits<T>(n, v, s + 1);
+  S.row(2).setConstant(std::numeric_limits<T>::quiet_NaN());
+  kdloss::Vector<T> w = kdloss::Vector<T>::Ones(n);
+  w[2] = T(0);
+  const auto loss = Spec::template make<T>({});
+  kdloss::RowMatrix<T> G = kdloss::RowMatrix<T>::Constant(n, v, T(7));
+  const T val = loss(S, Tt, G, w);
+  CHECK(std::isfinite(static_cast<double>(val)));
+  CHECK(G.row(2).cwiseAbs().maxCoeff() == T(0));
+  // Without the mask the NaN row is an error naming row 2.
+  CHECK_THROWS_AS(loss(S, Tt, G), std::domain_error);
+  CHECK_THROWS_WITH(loss(S, Tt, G), Catch::Contains("row 2") && Catch::Contains("NaN"));
+  // Every row masked: loss 0 and gradient exactly 0 (never NaN from 0/0).
+  w.setZero();
+  G.setConstant(T(7));
+  CHECK(loss(S, Tt, G, w) == T(0));
+  CHECK(G.cwiseAbs().maxCoeff() == T(0));
+  // N = 0 is legal.
+  const kdloss::RowMatrix<T> E(0, v);
+  kdloss::RowMatrix<T> GE(0, v);
+  CHECK(loss(E, E) == T(0));
+  CHECK(loss(E, E, GE) == T(0));
+}
+
+/// Every layout a trainer hands over gives exactly the contiguous result: a Map over a raw buffer,
+/// a middleRows block, a leftCols block (outer stride > V, e.g. a wider teacher), and the
+/// transpose of a column-major V x N buffer. Gradients into a strided block.
+template <class Spec, class T>
+void check_layouts(long n, long v, std::uint32_t s) {
+  INFO(Spec::name << " layouts N=" << n << " V=" << v);
+  const kdloss::RowMatrix<T> S = random_logits<T>(n, v, s);
+  const kdloss::RowMatrix<T> Tt = random_logits<T>(n, v, s + 1);
+  const auto loss = Spec::template make<T>({});
+  kdloss::RowMatrix<T> G(n, v);
+  const T ref_value = loss(S, Tt, G);
+
+  std::vector<T> sbuf(S.data(), S.data() + S.size()), tbuf(Tt.data(), Tt.data() + Tt.size());
+  std::vector<T> gbuf(static_cast<size_t>(n * v));
+  Eigen::Map<const kdloss::RowMatrix<T>> Sm(sbuf.data(), n, v), Tm(tbuf.data(), n, v);
+  Eigen::Map<kdloss::RowMatrix<T>> Gm(gbuf.data(), n, v);
+  CHECK(loss(Sm, Tm, Gm) == ref_value);
+  CHECK(Gm == G);
+
+  kdloss::RowMatrix<T> Sw(n + 2, v + 5), Tw(n + 2, v + 9), Gw(n + 2, v + 3);
+  Sw.setRandom();
+  Tw.setRandom();
+  Gw.setConstant(T(42));
+  Sw.block(1, 0, n, v) = S;
+  Tw.block(1, 0, n, v) = Tt;
+  CHECK(loss(Sw.middleRows(1, n).leftCols(v), Tw.middleRows(1, n).leftCols(v), Gw.middleRows(1, n).leftCols(v)) == ref_value);
+  CHECK(Gw.middleRows(1, n).leftCols(v) == G);
+  CHECK(Gw.row(0).cwiseEqual(T(42)).all());
+  CHECK(Gw.rightCols(3).cwiseEqual(T(42)).all());
+
+  using ColMajor = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic>;
+  const ColMajor Sc = S.transpose(), Tc = Tt.transpose();
+  CHECK(loss(Sc.transpose(), Tc.transpose()) == ref_value);
+
+  using Strided = Eigen::Map<const kdloss::RowMatrix<T>, 0, Eigen::OuterStride<>>;
+  Strided Ss(Sw.data() + Sw.cols(), n, v, Eigen::OuterStride<>(Sw.cols()));
+  Strided Ts(Tw.data() + Tw.cols(), n, v, Eigen::OuterStride<>(Tw.cols()));
+  CHECK(loss(Ss, Ts) == ref_value);
+}
+
+/// Each bad input of the contract raises the documented exception with a message naming it.
+template <class Spec, class T>
+void check_errors() {
+  using Catch::Contains;
+  const long n = 3, v = 5;
+  const kdloss::RowMatrix<T> S = random_logits<T>(n, v, 1), Tt = random_logits<T>(n, v, 2);
+  kdloss::RowMatrix<T> G(n, v);
+  const auto loss = Spec::template make<T>({});
+  const std::string name = Spec::name;
+  // shapes
+  const kdloss::RowMatrix<T> T4(n, v + 1), T2(n - 1, v);
+  CHECK_THROWS_AS(loss(S, T4), std::invalid_argument);
+  CHECK_THROWS_WITH(loss(S, T4), Contains(name) && Contains("3x5") && Contains("3x6"));
+  CHECK_THROWS_WITH(loss(S, T2, G), Contains("2x5"));
+  kdloss::RowMatrix<T> Gbad(n, v + 1);
+  CHECK_THROWS_WITH(loss(S, Tt, Gbad), Contains("gradient is 3x6"));
+  const kdloss::Vector<T> w2 = kdloss::Vector<T>::Ones(2);
+  CHECK_THROWS_WITH(loss(S, Tt, G, w2), Contains("2 weights for 3 rows"));
+  const kdloss::RowMatrix<T> Z(n, 0);
+  CHECK_THROWS_WITH(loss(Z, Z), Contains("V = 0"));
+  kdloss::Vector<T> out2(2);
+  CHECK_THROWS_WITH(loss.per_row(S, Tt, out2), Contains("per_row() output has 2 entries"));
+  // options
+  for (const double bad : {0.0, -1.0, std::numeric_limits<double>::infinity(),
+                           std::numeric_limits<double>::quiet_NaN()}) {
+    kdloss::Options<T> o;
+    o.temperature = static_cast<T>(bad);
+    CHECK_THROWS_AS(Spec::template make<T>(o), std::invalid_argument);
+    CHECK_THROWS_WITH(Spec::template make<T>(o), Contains("temperature"));
+  }
+  kdloss::Options<T> od;
+  od.denominator = T(-1);
+  CHECK_THROWS_WITH(Spec::template make<T>(od), Contains("denominator"));
+  kdloss::Options<T> ot;
+  ot.threads = -2;
+  CHECK_THROWS_WITH(Spec::template make<T>(ot), Contains("threads"));
+  // weights
+  kdloss::Vector<T> w = kdloss::Vector<T>::Ones(n);
+  w[1] = T(-0.5);
+  CHECK_THROWS_AS(loss(S, Tt, G, w), std::invalid_argument);
+  CHECK_THROWS_WITH(loss(S, Tt, G, w), Contains("weight 1"));
+  w[1] = std::numeric_limits<T>::quiet_NaN();
+  CHECK_THROWS_WITH(loss(S, Tt, w), Contains("weight 1"));
+  // logits: NaN, +inf, nothing finite (teacher and student), naming the row
+  const T inf = std::numeric_limits<T>::infinity();
+  for (int side = 0; side < 2; ++side) {
+    const char* who = side == 0 ? "student" : "teacher";
+    kdloss::RowMatrix<T> A = S, B = Tt;
+    kdloss::RowMatrix<T>& X = side == 0 ? A : B;
+    X(2, 3) = std::numeric_limits<T>::quiet_NaN();
+    CHECK_THROWS_AS(loss(A, B), std::domain_error);
+    CHECK_THROWS_WITH(loss(A, B, G), Contains("row 2") && Contains(who) && Contains("NaN"));
+    X(2, 3) = inf;
+    CHECK_THROWS_WITH(loss(A, B), Contains("row 2") && Contains(who) && Contains("+inf"));
+    X.row(1).setConstant(-inf);
+    X.row(2) = (side == 0 ? S : Tt).row(2);
+    A.row(1).setConstant(-inf);
+    B.row(1).setConstant(-inf);
+    CHECK_THROWS_WITH(loss(A, B, G), Contains("row 1") && Contains("no finite entry"));
+  }
+  // the gradient may not alias an input
+  kdloss::RowMatrix<T> S3 = S;
+  CHECK_THROWS_WITH(loss(S3, Tt, S3), Contains("overlaps the student"));
+}
+
+/// Hot calls allocate nothing (value, value+gradient, weights, accumulate, per_row).
+template <class Spec, class T>
+void check_no_allocation(long n, long v) {
+  const kdloss::RowMatrix<T> S = random_logits<T>(n, v, 11), Tt = random_logits<T>(n, v, 12);
+  kdloss::RowMatrix<T> G(n, v);
+  kdloss::Vector<T> w = kdloss::Vector<T>::Ones(n), rows(n);
+  w[0] = T(0);
+  const auto loss = Spec::template make<T>({});
+  T sink = 0;
+  NoAllocScope scope;
+  sink += loss(S, Tt);
+  sink += loss(S, Tt, G);
+  sink += loss(S, Tt, G, w);
+  sink += loss.accumulate(S, Tt, G, T(1), T(1), w);
+  sink += loss.per_row(S, Tt, rows, G, w);
+  CHECK(scope.count() == 0);
+  CHECK(std::isfinite(static_cast<double>(sink)));
+}
+
+}  // namespace kdtest
