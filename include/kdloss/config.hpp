@@ -59,6 +59,20 @@
 #define KDLOSS_UNLIKELY(x) (x)
 #endif
 
+// g++ 12 implements _mm512_undefined_*() as a self-initialised variable, and the masked builtins
+// behind _mm512_min_ps & co. then trip -Wuninitialized once inlined into user code (GCC PR 105593,
+// fixed in g++ 13). The values are never read; these silence the false positive for our code only.
+#if defined(__GNUC__) && !defined(__clang__)
+#define KDLOSS_AVX512_WARNINGS_BEGIN                          \
+  _Pragma("GCC diagnostic push")                              \
+  _Pragma("GCC diagnostic ignored \"-Wuninitialized\"")       \
+  _Pragma("GCC diagnostic ignored \"-Wmaybe-uninitialized\"")
+#define KDLOSS_AVX512_WARNINGS_END _Pragma("GCC diagnostic pop")
+#else
+#define KDLOSS_AVX512_WARNINGS_BEGIN
+#define KDLOSS_AVX512_WARNINGS_END
+#endif
+
 namespace kdloss::internal {
 
 /// Throws `E` with `msg`. Out of line and cold so the checks cost one predictable branch.

@@ -148,10 +148,9 @@ class FDivergence {
     const T k = T(1) / m_opt.temperature;
     const Eigen::Index v = s.cols;
     return detail::run_rows(who, m_opt, s.rows, v, weights, o,
-                            [&](Eigen::Index i, T* g, T gscale, T b) {
+                            [&](Eigen::Index i, const kernels::GradOut<T>& g) {
                               const kernels::PlainRow<T> trow{t.row(i)};
-                              return kernels::divergence_row<Arch>(m_gen, trow, s.row(i), v, k, g,
-                                                                   gscale, b);
+                              return kernels::divergence_row<Arch>(m_gen, trow, s.row(i), v, k, g);
                             });
   }
 

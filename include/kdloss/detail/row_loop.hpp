@@ -28,6 +28,7 @@ struct RowOutputs {
   Eigen::Index per_row_stride = 1;
 };
 
+
 /// Scales a gradient row by beta (zero when beta == 0, never reading the old contents then).
 template <class T>
 void scale_row(T* g, Eigen::Index n, T beta) {
@@ -38,8 +39,8 @@ void scale_row(T* g, Eigen::Index n, T beta) {
   }
 }
 
-/// The row loop. `row(i, grad_row, gscale, beta)` computes row i and, when `grad_row` is not null,
-/// writes \f$\mathrm{gscale}\cdot\partial L_i/\partial s_i + \beta\cdot\mathrm{grad\_row}\f$.
+/// The row loop. `row(i, out)` computes row i and, when `out.row` is not null, writes
+/// \f$\mathrm{out.scale}\cdot\partial L_i/\partial s_i + \mathrm{out.beta}\cdot\mathrm{out.row}\f$.
 ///
 /// \param n, v     rows and vocabulary size
 /// \param k        inverse temperature \f$1/\tau\f$ (part of the gradient scale)
@@ -77,9 +78,11 @@ T run_rows(const char* who, const Options<T>& opt, Eigen::Index n, Eigen::Index 
       masked_row(i);
       return {};
     }
-    const T gscale = static_cast<T>(static_cast<double>(out.alpha) * factor *
-                                    static_cast<double>(wi) / tau);
-    kernels::RowResult r = row(i, out.grad ? out.grad + i * out.grad_stride : nullptr, gscale, out.beta);
+    kernels::GradOut<T> g;
+    g.row = out.grad ? out.grad + i * out.grad_stride : nullptr;
+    g.scale = static_cast<T>(static_cast<double>(out.alpha) * factor * static_cast<double>(wi) / tau);
+    g.beta = out.beta;
+    kernels::RowResult r = row(i, g);
     r.value *= static_cast<double>(wi) * factor;
     if (out.per_row) out.per_row[i * out.per_row_stride] = static_cast<T>(r.value);
     return r;

@@ -58,14 +58,16 @@ struct gen_masks_itself<Gen, std::void_t<decltype(Gen::masks_itself)>>
     : std::integral_constant<bool, Gen::masks_itself> {};
 
 /// The fused row: pass 1 (row_stats) for both rows, then — only if needed — a value pass, then the
-/// gradient pass
-/// \f[ \partial L/\partial s_j = \mathrm{gscale}\,(h_j - q_j c) + \beta\,\mathrm{grad}_j,
+/// gradient pass (the later passes run backwards over the row, so a row larger than L2 starts on
+/// the lines pass 1 left in cache)
+/// \f[ \partial L/\partial s_j = \mathrm{scale}\,(h_j - q_j c) + \beta\,\mathrm{row}_j,
 ///     \qquad h_j = q_j g_j,\ g = \partial L/\partial q, \f]
-/// (gscale carries \f$1/\tau\f$, weights and the reduction). `grad == nullptr` computes the value
-/// alone and never runs the gradient pass.
+/// (`out.scale` carries \f$1/\tau\f$, weights and the reduction). `out.row == nullptr` computes the
+/// value alone and never runs the gradient pass.
 template <class Arch, class Gen, class T, class TeacherRow>
 RowResult divergence_row(const Gen& gen, const TeacherRow& teacher, const T* student, Index n,
-                         T k, T* grad, T gscale, T beta) {
+                         T k, const GradOut<T>& out) {
+  T* const grad = out.row;
   using B = simd::batch<T, Arch>;
   constexpr int W = B::size;
   constexpr ValueFrom kValue = gen_value_from<Gen>::value;
@@ -80,17 +82,21 @@ RowResult divergence_row(const Gen& gen, const TeacherRow& teacher, const T* stu
   const PlainRow<T> srow{student};
 
   // Per-entry view, relative to the row maxima (so z/tau never overflows for huge logits).
-  const B kb = B::splat(k), mtb = B::splat(st.t.max), msb = B::splat(st.s.max);
-  const B lstb = B::splat(static_cast<T>(lst)), lssb = B::splat(static_cast<T>(lss));
+  // In base 2: log2 p = k log2(e) (t - max t) - log2 S_t, so p = 2^(log2 p) costs one fms + exp2.
+  constexpr double kLog2e = 1.4426950408889634, kLn2 = 0.69314718055994530942;
+  const B kb = B::splat(k), k2 = B::splat(static_cast<T>(kd * kLog2e));
+  const B mtb = B::splat(st.t.max), msb = B::splat(st.s.max), ln2 = B::splat(static_cast<T>(kLn2));
+  const B lst2 = B::splat(static_cast<T>(lst * kLog2e)), lss2 = B::splat(static_cast<T>(lss * kLog2e));
   const B dl = B::splat(static_cast<T>(lst - lss));
   auto elem = [&](Index j, auto lanes) {
     const B dt = teacher.template load<B>(j, lanes) - mtb;
     const B ds = srow.template load<B>(j, lanes) - msb;
+    const B ya = fms(dt, k2, lst2), yb = fms(ds, k2, lss2);
     Elem<B> e;
-    e.a = fms(dt, kb, lstb);
-    e.b = fms(ds, kb, lssb);
-    e.p = simd::exp(e.a);
-    e.q = simd::exp(e.b);
+    e.a = ya * ln2;
+    e.b = yb * ln2;
+    e.p = simd::exp2_nonpositive(ya);
+    e.q = simd::exp2_nonpositive(yb);
     e.u = fms(dt - ds, kb, dl);
     return e;
   };
@@ -106,7 +112,7 @@ RowResult divergence_row(const Gen& gen, const TeacherRow& teacher, const T* stu
     constexpr bool kReduce = kCentre == CentreFrom::Reduce;
     B vs = B::splat(0), cs = B::splat(0);
     const bool want_centre = kReduce && grad != nullptr;
-    sweep<W>(0, n, [&](Index j, auto lanes) {
+    sweep_reverse<W>(0, n, [&](Index j, auto lanes) {
       const Elem<B> e = elem(j, lanes);
       // Entries masked on both sides (and tail lanes) contribute nothing, whatever the formula.
       const auto live = (e.p > B::splat(0)) | (e.q > B::splat(0));
@@ -128,7 +134,7 @@ RowResult divergence_row(const Gen& gen, const TeacherRow& teacher, const T* stu
   }
   if (!std::isfinite(centre)) return {value, RowError::UnboundedGradient};
 
-  const B cb = B::splat(static_cast<T>(centre)), gb = B::splat(gscale);
+  const B cb = B::splat(static_cast<T>(centre)), gb = B::splat(out.scale);
   auto grad_entry = [&](Index j, auto lanes) {
     const Elem<B> e = elem(j, lanes);
     B h = gen.h(e);
@@ -136,11 +142,11 @@ RowResult divergence_row(const Gen& gen, const TeacherRow& teacher, const T* stu
       h = select((e.p > B::splat(0)) | (e.q > B::splat(0)), h, B::splat(0));
     return gb * fnma(e.q, cb, h);
   };
-  if (beta == T(0)) {
-    sweep<W>(0, n, [&](Index j, auto lanes) { store(grad + j, grad_entry(j, lanes), lanes); });
+  if (out.beta == T(0)) {
+    sweep_reverse<W>(0, n, [&](Index j, auto lanes) { store(grad + j, grad_entry(j, lanes), lanes); });
   } else {
-    const B bb = B::splat(beta);
-    sweep<W>(0, n, [&](Index j, auto lanes) {
+    const B bb = B::splat(out.beta);
+    sweep_reverse<W>(0, n, [&](Index j, auto lanes) {
       const B old = load<B>(grad + j, lanes, T(0));
       store(grad + j, fma(old, bb, grad_entry(j, lanes)), lanes);
     });

@@ -61,6 +61,12 @@ struct PairStats {
   bool student_uncovered = false;  ///< some finite s_v has t_v = -inf: KL(q||p) = +inf
 };
 
+/// Entries per pass-1 block for a batch type B (the unit of online rescaling).
+template <class B>
+constexpr Index stats_block() {
+  return Index{64} * B::size;
+}
+
 /// What pass 1 accumulates (compile-time, so unused work is not compiled).
 template <bool Teacher, bool Student, bool CrossT, bool CrossS>
 struct StatsPlan {
@@ -83,7 +89,7 @@ template <class Arch, class Plan, class T, class TeacherRow>
 PairStats<T> row_stats(const TeacherRow& teacher, const T* student, Index n, T k) {
   using B = simd::batch<T, Arch>;
   constexpr int W = B::size;
-  constexpr Index kBlock = Index{64} * W;
+  constexpr Index kBlock = stats_block<B>();
   constexpr T kInf = std::numeric_limits<T>::infinity();
   constexpr T kBig = std::numeric_limits<T>::max();
   const PlainRow<T> srow{student};
@@ -95,17 +101,28 @@ PairStats<T> row_stats(const TeacherRow& teacher, const T* student, Index n, T k
   T mt = -kInf, ms = -kInf;
   double st = 0, ss = 0, ct = 0, cs = 0;
   B dpos = B::splat(-kInf), dneg = B::splat(-kInf);
-  const B kb = B::splat(k);
+  // exp(k (x - max)) = 2^(k log2(e) (x - max)): one multiplier folds 1/tau and log2(e).
+  const B kb = B::splat(static_cast<T>(static_cast<double>(k) * 1.4426950408889634));
 
   for (Index j0 = 0; j0 < n; j0 += kBlock) {
     const Index j1 = std::min(n, j0 + kBlock);
-    B bt = B::splat(-kInf), bs = B::splat(-kInf);
-    sweep<W>(j0, j1, [&](Index j, auto lanes) {
-      if constexpr (Plan::teacher) bt = max(teacher.template load<B>(j, lanes), bt);
-      if constexpr (Plan::student) bs = max(srow.template load<B>(j, lanes), bs);
-    });
-    const T nmt = Plan::teacher ? std::max(mt, hmax(bt)) : mt;
-    const T nms = Plan::student ? std::max(ms, hmax(bs)) : ms;
+    // Four independent max chains per side keep the block's maxima off the critical path.
+    B bt[4] = {B::splat(-kInf), B::splat(-kInf), B::splat(-kInf), B::splat(-kInf)};
+    B bs[4] = {B::splat(-kInf), B::splat(-kInf), B::splat(-kInf), B::splat(-kInf)};
+    auto block_max = [&](Index j, auto lanes, int a) {
+      if constexpr (Plan::teacher) bt[a] = max(teacher.template load<B>(j, lanes), bt[a]);
+      if constexpr (Plan::student) bs[a] = max(srow.template load<B>(j, lanes), bs[a]);
+    };
+    Index jm = j0;
+    for (; jm + 4 * W <= j1; jm += 4 * W) {
+      block_max(jm, Full{}, 0);
+      block_max(jm + W, Full{}, 1);
+      block_max(jm + 2 * W, Full{}, 2);
+      block_max(jm + 3 * W, Full{}, 3);
+    }
+    sweep<W>(jm, j1, [&](Index j, auto lanes) { block_max(j, lanes, 0); });
+    const T nmt = Plan::teacher ? std::max(mt, hmax(max(max(bt[0], bt[1]), max(bt[2], bt[3])))) : mt;
+    const T nms = Plan::student ? std::max(ms, hmax(max(max(bs[0], bs[1]), max(bs[2], bs[3])))) : ms;
     // D' = D - delta when the maxima move; every accumulated term is rescaled to the new maxima.
     const double dt = static_cast<double>(finite_floor(nmt)) - static_cast<double>(finite_floor(mt));
     const double ds = static_cast<double>(finite_floor(nms)) - static_cast<double>(finite_floor(ms));
@@ -131,12 +148,12 @@ PairStats<T> row_stats(const TeacherRow& teacher, const T* student, Index n, T k
       B dtv = B::splat(0), dsv = B::splat(0), et = B::splat(0), es = B::splat(0);
       if constexpr (Plan::teacher) {
         dtv = teacher.template load<B>(j, lanes) - mtb;
-        et = simd::exp(dtv * kb);
+        et = simd::exp2_nonpositive(dtv * kb);
         ft[a] = ft[a] + et;
       }
       if constexpr (Plan::student) {
         dsv = srow.template load<B>(j, lanes) - msb;
-        es = simd::exp(dsv * kb);
+        es = simd::exp2_nonpositive(dsv * kb);
         fs[a] = fs[a] + es;
       }
       if constexpr (Plan::cross_t || Plan::cross_s) {
@@ -155,9 +172,11 @@ PairStats<T> row_stats(const TeacherRow& teacher, const T* student, Index n, T k
       }
     };
     Index j = j0;
-    for (; j + 2 * W <= j1; j += 2 * W) {
+    for (; j + 4 * W <= j1; j += 4 * W) {
       body(j, Full{}, 0);
       body(j + W, Full{}, 1);
+      body(j + 2 * W, Full{}, 0);
+      body(j + 3 * W, Full{}, 1);
     }
     sweep<W>(j, j1, [&](Index jj, auto lanes) { body(jj, lanes, 0); });
     if constexpr (Plan::teacher) st += hsum_wide(ft[0] + ft[1]);

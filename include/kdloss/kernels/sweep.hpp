@@ -38,12 +38,32 @@ KDLOSS_INLINE void store(T* p, B v, Tail t) {
   v.store_partial(p, t.n);
 }
 
+/// Where a row kernel writes its gradient: `row = scale * dL/ds + beta * row` (with beta = 0 the
+/// old contents are never read). A null `row` means a value-only call.
+template <class T>
+struct GradOut {
+  T* row = nullptr;
+  T scale = T(1);
+  T beta = T(0);
+};
+
 /// Calls `f(j, lanes)` for every vector of the range [j0, j1): full vectors, then one Tail.
 template <int W, class F>
 KDLOSS_INLINE void sweep(Index j0, Index j1, F&& f) {
   Index j = j0;
   for (; j + W <= j1; j += W) f(j, Full{});
   if (j < j1) f(j, Tail{static_cast<int>(j1 - j)});
+}
+
+/// The same vectors as `sweep`, last first (the Tail, then full vectors downwards). A second pass
+/// over a row that does not fit in L2 runs backwards so it starts on the lines the first pass
+/// touched last, which are still cached.
+template <int W, class F>
+KDLOSS_INLINE void sweep_reverse(Index j0, Index j1, F&& f) {
+  const Index full = (j1 - j0) / W;
+  const Index tail = j0 + full * W;
+  if (tail < j1) f(tail, Tail{static_cast<int>(j1 - tail)});
+  for (Index j = tail - W; j >= j0; j -= W) f(j, Full{});
 }
 
 /// A logit row read straight from memory (the common teacher and every student).

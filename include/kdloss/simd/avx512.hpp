@@ -7,14 +7,7 @@
 #if defined(__AVX512F__)
 #include <immintrin.h>
 
-// g++ 12 implements _mm512_undefined_*() as a self-initialised variable, and the masked builtins
-// behind _mm512_min_ps & co. then trip -Wuninitialized once inlined into user code (GCC PR 105593,
-// fixed in g++ 13). The values are never read; silence the false positive for our code only.
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
+KDLOSS_AVX512_WARNINGS_BEGIN
 
 KDLOSS_BEGIN_NAMESPACE
 namespace simd {
@@ -112,8 +105,6 @@ KDLOSS_INLINE double hsum_wide(batch<double, avx512> a) { return hsum(a); }
 }  // namespace simd
 KDLOSS_END_NAMESPACE
 
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
+KDLOSS_AVX512_WARNINGS_END
 
 #endif

@@ -2,6 +2,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
 
+#include <type_traits>
+
 #include "avx512.hpp"
 
 KDLOSS_BEGIN_NAMESPACE
@@ -80,6 +82,60 @@ KDLOSS_INLINE B exp(B x) {
   r = fnma(n, B::splat(K::ln2_lo), r);
   return ldexp2(K::poly(r), n);
 }
+
+/// Lane-wise \f$2^y\f$ for \f$y \le 0\f$, the kernels' exponential (every exponent a softmax kernel
+/// takes is \f$\le 0\f$ after subtracting the row maximum). Cheaper than `exp`: the argument is
+/// already in base 2 (the kernels fold \f$\log_2 e\f$ and \f$1/\tau\f$ into one multiplier), and the
+/// polynomial is one degree lower. float: within 3 ulp of `std::exp2`, \f$2^0 = 1\f$ exactly,
+/// \f$y = -\infty\f$ gives exactly 0, NaN propagates. double: the full-accuracy
+/// `exp` of \f$y\ln 2\f$. Requires \f$y \le 0\f$ (larger values are not range-checked).
+template <class B>
+KDLOSS_INLINE B exp2_nonpositive(B y) {
+  using T = typename B::value_type;
+  if constexpr (std::is_same<T, float>::value) {
+    // Below -151 every result rounds to 0; the clamp keeps -inf (masked entries) exactly 0.
+    y = max(B::splat(-160.0f), y);  // constant first: NaN survives
+    const B n = round_nearest(y);
+    const B f = y - n;  // exact, |f| <= 1/2
+    // 2^f on [-1/2, 1/2] with 2^0 = 1 exactly: weighted least-squares fit, max relative error
+    // 1.8e-7.
+    B p = fma(B::splat(1.309864921e-03f), f, B::splat(9.675340727e-03f));
+    p = fma(p, f, B::splat(5.551403761e-02f));
+    p = fma(p, f, B::splat(2.402216494e-01f));
+    p = fma(p, f, B::splat(6.931463480e-01f));
+    p = fma(p, f, B::splat(1.0f));
+    return ldexp2(p, n);
+  } else {
+    return exp(y * B::splat(T(0.69314718055994530942)));
+  }
+}
+
+#if defined(__AVX512F__)
+KDLOSS_AVX512_WARNINGS_BEGIN
+/// AVX-512 float specialisation of exp2_nonpositive: 2^y = 2^floor(r) * 2^(j/16) * 2^f with r the
+/// nearest multiple of 1/16, j its sixteenths (a 16-entry table in one register, vpermps), and
+/// |f| <= 1/32, where a cubic suffices. scalef applies 2^floor(r) exactly (subnormals included).
+/// Within 1 ulp of std::exp2 on [-126, 0]; about 30% cheaper than the polynomial of the generic
+/// version, which is what the kernels spend their time on.
+KDLOSS_INLINE batch<float, avx512> exp2_nonpositive(batch<float, avx512> y) {
+  alignas(64) static constexpr float kTable[16] = {
+      1.000000000e+00f, 1.044273734e+00f, 1.090507746e+00f, 1.138788581e+00f,
+      1.189207077e+00f, 1.241857767e+00f, 1.296839595e+00f, 1.354255557e+00f,
+      1.414213538e+00f, 1.476826191e+00f, 1.542210817e+00f, 1.610490322e+00f,
+      1.681792855e+00f, 1.756252170e+00f, 1.834008098e+00f, 1.915206552e+00f};
+  const __m512 yc = _mm512_max_ps(_mm512_set1_ps(-160.0f), y.v);  // constant first: NaN survives
+  const __m512 r = _mm512_roundscale_ps(yc, (4 << 4) | _MM_FROUND_TO_NEAREST_INT);
+  const __m512 f = _mm512_sub_ps(yc, r);
+  // r + 1.5 * 2^19 has an ulp of 1/16: its low mantissa bits are j (vpermps reads the low 4 bits).
+  const __m512i j = _mm512_castps_si512(_mm512_add_ps(r, _mm512_set1_ps(786432.0f)));
+  const __m512 t = _mm512_permutexvar_ps(j, _mm512_load_ps(kTable));
+  __m512 q = _mm512_fmadd_ps(_mm512_set1_ps(5.550411e-02f), f, _mm512_set1_ps(2.402265e-01f));
+  q = _mm512_fmadd_ps(q, f, _mm512_set1_ps(6.931472e-01f));
+  q = _mm512_mul_ps(q, f);
+  return {_mm512_scalef_ps(_mm512_fmadd_ps(q, t, t), r)};
+}
+KDLOSS_AVX512_WARNINGS_END
+#endif
 
 /// Scalar convenience overload of the vector exp (the same algorithm at width 1).
 template <class T>

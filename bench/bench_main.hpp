@@ -1,0 +1,154 @@
+// Shared benchmark driver: random logits per shape, registration of kdloss and the baselines in
+// the same binary, and a summary of the ratios at the end of the run.
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+#include <benchmark/benchmark.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "baselines.hpp"
+
+namespace kdbench {
+
+/// The shapes of the performance contract: N x V in {64, 256} x {32000, 128256, 151936}.
+inline const std::vector<std::pair<int, int>>& shapes() {
+  static const std::vector<std::pair<int, int>> s = {{64, 32000},  {64, 128256},  {64, 151936},
+                                                     {256, 32000}, {256, 128256}, {256, 151936}};
+  return s;
+}
+
+/// Student and teacher logits (uniform in [-8, 8), a cheap deterministic generator) and a gradient
+/// buffer; only one shape is kept alive at a time.
+struct Data {
+  RowMatrix<float> S, T, G;
+};
+inline Data& data(int n, int v) {
+  static std::unique_ptr<Data> d;
+  static std::pair<int, int> shape{-1, -1};
+  if (shape != std::make_pair(n, v)) {
+    d.reset();
+    d = std::make_unique<Data>();
+    d->S.resize(n, v);
+    d->T.resize(n, v);
+    d->G.resize(n, v);
+    std::uint64_t x = 0x9E3779B97F4A7C15ull ^ static_cast<std::uint64_t>(n * 131 + v);
+    auto next = [&x] {
+      x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+      return static_cast<float>(static_cast<double>(x >> 11) * 0x1.0p-53 * 16.0 - 8.0);
+    };
+    for (Eigen::Index k = 0; k < d->S.size(); ++k) d->S.data()[k] = next(), d->T.data()[k] = next();
+    d->G.setZero();
+    shape = {n, v};
+  }
+  return *d;
+}
+
+/// Registers `fn(data, grad_or_null)` as "<loss>/<mode>/<impl>/N:<n>/V:<v>" for every shape.
+/// mode is "value" or "grad"; bytes per element are 8 (value) or 12 (grad).
+inline void add(const std::string& loss, const std::string& mode, const std::string& impl,
+                std::function<float(Data&, RowMatrix<float>*)> fn,
+                const std::vector<std::pair<int, int>>& which = shapes()) {
+  for (const auto& [n, v] : which) {
+    const std::string name = loss + "/" + mode + "/" + impl + "/N:" + std::to_string(n) + "/V:" + std::to_string(v);
+    const bool grad = mode == "grad";
+    benchmark::RegisterBenchmark(name.c_str(), [fn, n = n, v = v, grad](benchmark::State& st) {
+      Data& d = data(n, v);
+      for (auto _ : st) {
+        benchmark::DoNotOptimize(fn(d, grad ? &d.G : nullptr));
+        benchmark::ClobberMemory();
+      }
+      const auto elems = static_cast<std::int64_t>(n) * v;
+      st.SetItemsProcessed(st.iterations() * elems);
+      st.SetBytesProcessed(st.iterations() * elems * (grad ? 12 : 8));
+    })->Unit(benchmark::kMillisecond);
+  }
+}
+
+/// Console output plus a summary: per loss/mode/shape, kdloss ns per element and the time ratio of
+/// each baseline to kdloss (medians when --benchmark_repetitions is given).
+class SummaryReporter : public benchmark::ConsoleReporter {
+ public:
+  void ReportRuns(const std::vector<Run>& runs) override {
+    ConsoleReporter::ReportRuns(runs);
+    for (const Run& r : runs) {
+      if (r.error_occurred) continue;
+      const bool aggregate = r.run_type == Run::RT_Aggregate;
+      if (aggregate && r.aggregate_name != "median") continue;
+      const std::string name = r.run_name.str();
+      const double t = r.GetAdjustedRealTime();  // in the benchmark's unit (ms)
+      if (aggregate || m_times.find(name) == m_times.end() || !m_has_median[name]) {
+        m_times[name] = t;
+        m_has_median[name] = aggregate;
+      }
+    }
+  }
+  void Finalize() override {
+    ConsoleReporter::Finalize();
+    // name = loss/mode/impl/N:n/V:v
+    struct Key {
+      std::string loss, mode, shape;
+      bool operator<(const Key& o) const {
+        return std::tie(loss, mode, shape) < std::tie(o.loss, o.mode, o.shape);
+      }
+    };
+    std::map<Key, std::map<std::string, double>> rows;
+    std::map<std::string, double> elems;
+    for (const auto& [name, t] : m_times) {
+      std::vector<std::string> parts;
+      size_t a = 0, b;
+      while ((b = name.find('/', a)) != std::string::npos) parts.push_back(name.substr(a, b - a)), a = b + 1;
+      parts.push_back(name.substr(a));
+      if (parts.size() < 5) continue;
+      const std::string shape = parts[3] + " " + parts[4];
+      rows[{parts[0], parts[1], shape}][parts[2]] = t;
+      elems[shape] = std::stod(parts[3].substr(2)) * std::stod(parts[4].substr(2));
+    }
+    std::printf("\nSummary (time ratios from this run; > 1 means kdloss is faster):\n");
+    std::printf("%-16s %-6s %-17s %10s %12s %14s %14s %16s\n", "loss", "mode", "shape",
+                "kdloss ms", "kdloss ns/el", "whole-matrix x", "row-at-time x", "kdloss/roofline");
+    for (const auto& [k, impls] : rows) {
+      const auto it = impls.find("kdloss");
+      if (it == impls.end()) continue;
+      const double kd = it->second;
+      auto ratio = [&](const char* impl) {
+        const auto f = impls.find(impl);
+        return f == impls.end() ? 0.0 : f->second / kd;
+      };
+      const auto roof = impls.find("roofline");
+      std::printf("%-16s %-6s %-17s %10.3f %12.3f %14.2f %14.2f %16.2f\n", k.loss.c_str(), k.mode.c_str(),
+                  k.shape.c_str(), kd, kd * 1e6 / elems[k.shape], ratio("eigen_whole"), ratio("eigen_rows"),
+                  roof == impls.end() ? 0.0 : kd / roof->second);
+    }
+    // value-only time as a fraction of value+gradient time
+    for (const auto& [k, impls] : rows) {
+      if (k.mode != "value") continue;
+      const auto g = rows.find({k.loss, "grad", k.shape});
+      if (g == rows.end() || !impls.count("kdloss") || !g->second.count("kdloss")) continue;
+      std::printf("%-16s value-only / value+grad %-17s %6.1f %%\n", k.loss.c_str(), k.shape.c_str(),
+                  100.0 * impls.at("kdloss") / g->second.at("kdloss"));
+    }
+  }
+
+ private:
+  std::map<std::string, double> m_times;
+  std::map<std::string, bool> m_has_median;
+};
+
+/// Runs the registered benchmarks with the summary reporter.
+inline int run(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  SummaryReporter reporter;
+  benchmark::RunSpecifiedBenchmarks(&reporter);
+  benchmark::Shutdown();
+  return 0;
+}
+
+}  // namespace kdbench
