@@ -14,3 +14,21 @@ if(KDLOSS_X86_64)
 else()
   set(KDLOSS_ISAS scalar)
 endif()
+
+# g++ 12 reports false -W(maybe-)uninitialized positives inside its own AVX-512 intrinsics headers
+# when they are inlined into Eigen's AVX-512 packet math (GCC PR 105593, fixed in g++ 13). kdloss's
+# own headers silence it locally; targets that also run Eigen's vectorised code with AVX-512 enabled
+# (benchmarks, examples, the AVX-512 tests) need this.
+function(kdloss_eigen_avx512_workaround target)
+  if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU" AND CMAKE_CXX_COMPILER_VERSION VERSION_LESS 13)
+    target_compile_options(${target} PRIVATE -Wno-maybe-uninitialized -Wno-uninitialized)
+  endif()
+endfunction()
+
+# Compiles a benchmark or example for this machine when KDLOSS_NATIVE is on.
+function(kdloss_native target)
+  if(KDLOSS_NATIVE)
+    target_compile_options(${target} PRIVATE -march=native)
+    kdloss_eigen_avx512_workaround(${target})
+  endif()
+endfunction()

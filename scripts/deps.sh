@@ -2,7 +2,7 @@
 # Installs what kdloss needs on Debian 12 (only the packages that are missing), as root.
 # Extra package names may be passed as arguments.
 set -euo pipefail
-pkgs=(cmake ninja-build g++ make libeigen3-dev catch2 libbenchmark-dev "$@")
+pkgs=(cmake ninja-build g++ clang make libeigen3-dev catch2 libbenchmark-dev "$@")
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
