@@ -24,6 +24,12 @@ inline const std::vector<std::pair<int, int>>& shapes() {
   return s;
 }
 
+/// The family's shapes: N x V in {64, 256} x {32000, 128256}.
+inline const std::vector<std::pair<int, int>>& family_shapes() {
+  static const std::vector<std::pair<int, int>> s = {{64, 32000}, {64, 128256}, {256, 32000}, {256, 128256}};
+  return s;
+}
+
 /// Student and teacher logits (uniform in [-8, 8), a cheap deterministic generator) and a gradient
 /// buffer; only one shape is kept alive at a time.
 struct Data {
@@ -68,6 +74,17 @@ inline void add(const std::string& loss, const std::string& mode, const std::str
       st.SetItemsProcessed(st.iterations() * elems);
       st.SetBytesProcessed(st.iterations() * elems * (grad ? 12 : 8));
     })->Unit(benchmark::kMillisecond);
+  }
+}
+
+/// Registers a kdloss functor (value and value+gradient) beside ForwardKL and the naive Eigen
+/// version of the same math (`naive(data, grad_or_null)`), over the family's shapes.
+template <class Loss, class Naive>
+void add_family(const std::string& name, const Loss& loss, Naive naive) {
+  for (const char* mode : {"value", "grad"}) {
+    add(name, mode, "kdloss", [&loss](Data& d, RowMatrix<float>* g) { return g ? loss(d.S, d.T, *g) : loss(d.S, d.T); },
+        family_shapes());
+    add(name, mode, "eigen_rows", [naive](Data& d, RowMatrix<float>* g) { return naive(d, g); }, family_shapes());
   }
 }
 
@@ -125,6 +142,14 @@ class SummaryReporter : public benchmark::ConsoleReporter {
       std::printf("%-16s %-6s %-17s %10.3f %12.3f %14.2f %14.2f %16.2f\n", k.loss.c_str(), k.mode.c_str(),
                   k.shape.c_str(), kd, kd * 1e6 / elems[k.shape], ratio("eigen_whole"), ratio("eigen_rows"),
                   roof == impls.end() ? 0.0 : kd / roof->second);
+    }
+    // every loss's time relative to ForwardKL's (when the run has ForwardKL/kdloss)
+    for (const auto& [k, impls] : rows) {
+      if (k.loss == "ForwardKL" || !impls.count("kdloss")) continue;
+      const auto f = rows.find({"ForwardKL", k.mode, k.shape});
+      if (f == rows.end() || !f->second.count("kdloss")) continue;
+      std::printf("%-16s %-6s %-17s %6.2f x ForwardKL's time\n", k.loss.c_str(), k.mode.c_str(), k.shape.c_str(),
+                  impls.at("kdloss") / f->second.at("kdloss"));
     }
     // value-only time as a fraction of value+gradient time
     for (const auto& [k, impls] : rows) {

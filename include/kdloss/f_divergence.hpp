@@ -4,8 +4,13 @@
 
 #include <string>
 #include <type_traits>
+#include <utility>
 
+#include "detail/calls.hpp"
 #include "detail/row_loop.hpp"
+#include "generators/alpha_beta.hpp"
+#include "generators/family.hpp"
+#include "generators/kl.hpp"
 #include "kernels/divergence_row.hpp"
 #include "types.hpp"
 
@@ -19,6 +24,10 @@ template <class Gen>
 struct gen_name<Gen, std::void_t<decltype(Gen::name)>> {
   static constexpr const char* value = Gen::name;
 };
+template <class Gen, class = void>
+struct gen_has_check : std::false_type {};
+template <class Gen>
+struct gen_has_check<Gen, std::void_t<decltype(std::declval<const Gen&>().check(""))>> : std::true_type {};
 }  // namespace detail
 
 /// The f-divergence \f$D_f(p\|q) = \sum_v q_v f(p_v/q_v)\f$ between the teacher
@@ -28,13 +37,33 @@ struct gen_name<Gen, std::void_t<decltype(Gen::name)>> {
 ///     \qquad g = f(r) - r f'(r),\ r = p/q, \f]
 /// then weighted and reduced as `Options` says.
 ///
+/// Calls (from `detail::LossCalls`): `f(S, T)` value only, `f(S, T, dS)` value and gradient,
+/// `f(S, T, dS, w)` / `f(S, T, w)` with row weights, `f.accumulate(S, T, dS, alpha, beta, w)`,
+/// `f.per_row(S, T, out[, dS][, w])`.
+///
 /// Every divergence of kdloss between two logit matrices is this engine with a generator
 /// (`kdloss::generators`): one fused row kernel reads each logit at most twice from memory (pass 1:
 /// online max and sum-exp of both rows; pass 2: value and gradient together).
 ///
 /// \tparam Generator the divergence (see `kdloss/generators/`); a user generator needs only
 ///         `term(e)` (\f$q f(p/q)\f$ per entry) and `h(e)` (\f$q g\f$ per entry) over the entry view
-///         `kernels::Elem` (log-probabilities `a`, `b`, probabilities `p`, `q`, log-ratio `u`).
+///         `kernels::Elem` (log-probabilities `a`, `b`, probabilities `p`, `q`, log-ratio `u`),
+///         written with the `kdloss::simd` functions (exp, log, expm1, sqrt, min, max, select...).
+///         For example the squared Hellinger distance:
+/// \code
+/// struct Hellinger {   // f(r) = (sqrt(r) - 1)^2 / 2,  g = f(r) - r f'(r) = (1 - sqrt(r)) / 2
+///   template <class B> B term(const kdloss::kernels::Elem<B>& e) const {
+///     const B d = sqrt(e.p) - sqrt(e.q);
+///     return B::splat(0.5f) * d * d;
+///   }
+///   template <class B> B h(const kdloss::kernels::Elem<B>& e) const {   // q g
+///     return B::splat(0.5f) * (e.q - sqrt(e.p) * sqrt(e.q));
+///   }
+/// };
+/// kdloss::FDivergence<Hellinger, float> hellinger;   // value, gradient, options as every loss
+/// \endcode
+///         A generator may also check its parameters (`void check(const char* who) const`,
+///         throwing std::invalid_argument) and name itself (`static constexpr const char* name`).
 /// \tparam T     float or double (accumulation is in double either way)
 /// \tparam Arch  instruction set (default: the best the compiler flags enable; `simd::scalar`
 ///               forces the portable path)
@@ -44,7 +73,7 @@ struct gen_name<Gen, std::void_t<decltype(Gen::name)>> {
 /// silent copy. Calls never allocate. The functor is immutable during a call and thread-safe.
 /// On an exception the gradient buffer's contents are unspecified.
 template <class Generator, class T, class Arch = simd::best_arch>
-class FDivergence {
+class FDivergence : public detail::LossCalls<FDivergence<Generator, T, Arch>, T> {
   static_assert(std::is_same<T, float>::value || std::is_same<T, double>::value,
                 "kdloss: Scalar must be float or double");
   static_assert(simd::is_available<Arch>::value,
@@ -60,6 +89,7 @@ class FDivergence {
   explicit FDivergence(const Options<T>& opt = {}, const Generator& gen = {})
       : m_opt(opt), m_gen(gen) {
     internal::check_options(m_opt, name());
+    if constexpr (detail::gen_has_check<Generator>::value) m_gen.check(name());
   }
 
   /// The loss's name as used in error messages.
@@ -74,50 +104,9 @@ class FDivergence {
   /// The generator.
   const Generator& generator() const noexcept { return m_gen; }
 
-  /// Value only: \f$L\f$ reduced as `options().reduction` says. Never runs a gradient pass.
-  /// \param student N x V student logits s
-  /// \param teacher N x V teacher logits t
-  /// \param weights optional N row weights (\f$w_i = 0\f$ masks row i)
-  template <class S, class U>
-  T operator()(const Eigen::MatrixBase<S>& student, const Eigen::MatrixBase<U>& teacher,
-               const Weights<T>& weights = {}) const {
-    return run(student, teacher, nullptr, T(1), T(0), nullptr, weights, false);
-  }
-
-  /// Value and gradient: returns \f$L\f$ and overwrites `grad` with \f$\partial L/\partial s\f$.
-  template <class S, class U>
-  T operator()(const Eigen::MatrixBase<S>& student, const Eigen::MatrixBase<U>& teacher,
-               GradRef<T> grad, const Weights<T>& weights = {}) const {
-    return run(student, teacher, &grad, T(1), T(0), nullptr, weights, false);
-  }
-
-  /// BLAS-style accumulate form: `grad = alpha * dL/ds + beta * grad`, returns \f$\alpha L\f$.
-  /// With beta = 0 the old contents are never read (they may be uninitialised). Lets a trainer
-  /// build \f$a\,CE + b\,KD\f$ in one buffer: `ce.accumulate(S, y, G, a, 0) + kd.accumulate(S, T, G,
-  /// b, 1)`.
-  template <class S, class U>
-  T accumulate(const Eigen::MatrixBase<S>& student, const Eigen::MatrixBase<U>& teacher,
-               GradRef<T> grad, T alpha, T beta, const Weights<T>& weights = {}) const {
-    return run(student, teacher, &grad, alpha, beta, nullptr, weights, false);
-  }
-
-  /// Per-row values: `out[i]` = row i's contribution to the reduced loss (\f$w_i L_i\f$, divided by
-  /// the BatchMean denominator and times \f$\tau^2\f$ as the options say); returns their sum.
-  /// The only call that accepts `Reduction::None`.
-  template <class S, class U>
-  T per_row(const Eigen::MatrixBase<S>& student, const Eigen::MatrixBase<U>& teacher,
-            RowValuesRef<T> out, const Weights<T>& weights = {}) const {
-    return run(student, teacher, nullptr, T(1), T(0), &out, weights, true);
-  }
-
-  /// Per-row values and the gradient of their sum.
-  template <class S, class U>
-  T per_row(const Eigen::MatrixBase<S>& student, const Eigen::MatrixBase<U>& teacher,
-            RowValuesRef<T> out, GradRef<T> grad, const Weights<T>& weights = {}) const {
-    return run(student, teacher, &grad, T(1), T(0), &out, weights, true);
-  }
-
  private:
+  friend class detail::LossCalls<FDivergence, T>;
+
   template <class S, class U>
   T run(const Eigen::MatrixBase<S>& student, const Eigen::MatrixBase<U>& teacher, GradRef<T>* grad,
         T alpha, T beta, RowValuesRef<T>* out, const Weights<T>& weights, bool per_row_call) const {
@@ -127,27 +116,11 @@ class FDivergence {
     detail::check_pair(s, t, who);
     KDLOSS_REQUIRE(per_row_call || m_opt.reduction != Reduction::None,
                    std::string(who) + ": Reduction::None gives one value per row: call per_row()");
-    KDLOSS_REQUIRE(std::isfinite(static_cast<double>(alpha)) && std::isfinite(static_cast<double>(beta)),
-                   std::string(who) + ": accumulate() needs finite alpha and beta");
-    detail::RowOutputs<T> o;
-    o.alpha = alpha;
-    o.beta = beta;
-    if (grad != nullptr) {
-      const detail::MatView<T> g = detail::view<T>(*grad);
-      detail::check_grad(g, s, &t, who);
-      o.grad = grad->data();
-      o.grad_stride = g.stride;
-    }
-    if (out != nullptr) {
-      KDLOSS_REQUIRE(out->size() == s.rows, std::string(who) + ": per_row() output has " +
-                                                std::to_string(out->size()) + " entries for " +
-                                                std::to_string(s.rows) + " rows");
-      o.per_row = out->data();
-      o.per_row_stride = out->innerStride();
-    }
+    detail::check_weights(weights, s.rows, who);
+    const detail::RowOutputs<T> o = detail::outputs(who, grad, out, alpha, beta, s, &t);
     const T k = T(1) / m_opt.temperature;
     const Eigen::Index v = s.cols;
-    return detail::run_rows(who, m_opt, s.rows, v, weights, o,
+    return detail::run_rows(who, m_opt, s.rows, v, [&](Eigen::Index i) { return weights[i]; }, o,
                             [&](Eigen::Index i, const kernels::GradOut<T>& g) {
                               const kernels::PlainRow<T> trow{t.row(i)};
                               return kernels::divergence_row<Arch>(m_gen, trow, s.row(i), v, k, g);

@@ -8,3 +8,8 @@
 #include "f_divergence.hpp"
 #include "forward_kl.hpp"
 #include "reverse_kl.hpp"
+#include "jensen_shannon.hpp"
+#include "skew_kl.hpp"
+#include "total_variation.hpp"
+#include "alpha_beta.hpp"
+#include "cross_entropy.hpp"

@@ -10,12 +10,19 @@ Format, one block per case:
     S <N*V student logits>        row-major; inputs are float32 values, written exactly
     T <N*V teacher logits>
     W <N weights>                 only when has_weights
+    P <parameters>                only for losses with parameters (beta, alpha, alpha beta, smoothing)
+    Y <N labels>                  only for CrossEntropy (-100 = ignored)
     value <loss>
     grad <N*V dL/dS>              only when grad is 1
     end
-Losses: ForwardKL = KL(p||q), ReverseKL = KL(q||p), p = softmax(T/tau), q = softmax(S/tau), both as
-true divergences; LogSoftmax = log_softmax(S/tau) row-wise (its "grad" line holds the output).
+Losses (p = softmax(T/tau), q = softmax(S/tau), true divergences, each computed here from its
+definition with torch ops and differentiated by torch.autograd): ForwardKL = KL(p||q), ReverseKL =
+KL(q||p), JensenShannon(beta), SkewKL(alpha), SkewReverseKL(alpha), TotalVariation, Hellinger,
+Pearson, Neyman, Jeffreys, Amari(alpha), AlphaBeta(alpha, beta), CrossEntropy(smoothing) against
+labels (torch.nn.functional.cross_entropy); LogSoftmax = log_softmax(S/tau) row-wise (its "grad"
+line holds the output).
 """
+import math
 import sys
 
 import torch
@@ -69,7 +76,7 @@ def reduce(rows, w, tau, t2, reduction):
     return total
 
 
-def emit(name, loss, s, t, tau, t2, reduction, w, value, grad):
+def emit(name, loss, s, t, tau, t2, reduction, w, value, grad, params=None, labels=None):
     n, v = s.shape
     has_w = w is not None
     print(f"case {name} {loss} {n} {v} {fmt(tau)} {int(t2)} {reduction} {int(has_w)} {int(grad is not None)}")
@@ -77,6 +84,10 @@ def emit(name, loss, s, t, tau, t2, reduction, w, value, grad):
     print("T " + " ".join(fmt(x) for x in t.flatten()))
     if has_w:
         print("W " + " ".join(fmt(x) for x in w))
+    if params is not None:
+        print("P " + " ".join(fmt(x) for x in params))
+    if labels is not None:
+        print("Y " + " ".join(str(int(x)) for x in labels))
     print("value " + fmt(value))
     if grad is not None:
         print("grad " + " ".join(fmt(x) for x in grad.flatten()))
@@ -114,6 +125,72 @@ def masked_case(name, loss, gen):
     emit(name, loss, s, t, tau, False, "BatchMean", None, value.item(), grad)
 
 
+def family_rows(loss, params, s, t, tau):
+    """Per-row divergences of the family, from their definitions in torch."""
+    lq = torch.log_softmax(s / tau, dim=-1)
+    lp = torch.log_softmax(t / tau, dim=-1)
+    p, q = lp.exp(), lq.exp()
+    if loss == "JensenShannon":
+        (beta,) = params
+        lm = torch.logsumexp(torch.stack([lp + math.log(beta), lq + math.log(1 - beta)]), dim=0)
+        return beta * (p * (lp - lm)).sum(-1) + (1 - beta) * (q * (lq - lm)).sum(-1)
+    if loss == "SkewKL":
+        (alpha,) = params
+        lm = torch.logsumexp(torch.stack([lp + math.log(alpha), lq + math.log(1 - alpha)]), dim=0)
+        return (p * (lp - lm)).sum(-1)
+    if loss == "SkewReverseKL":
+        (alpha,) = params
+        lm = torch.logsumexp(torch.stack([lp + math.log(1 - alpha), lq + math.log(alpha)]), dim=0)
+        return (q * (lq - lm)).sum(-1)
+    if loss == "TotalVariation":
+        return 0.5 * (p - q).abs().sum(-1)
+    if loss == "Hellinger":
+        return 0.5 * ((p.sqrt() - q.sqrt()) ** 2).sum(-1)
+    if loss == "Pearson":
+        return ((p - q) ** 2 / q).sum(-1)
+    if loss == "Neyman":
+        return ((p - q) ** 2 / p).sum(-1)
+    if loss == "Jeffreys":
+        return ((p - q) * (lp - lq)).sum(-1)
+    if loss in ("Amari", "AlphaBeta"):
+        a, b = (params[0], 1 - params[0]) if loss == "Amari" else params
+        lam = a + b
+        if a == 0 and b == 0:
+            return 0.5 * ((lq - lp) ** 2).sum(-1)
+        if a == 0:
+            qb, pb = (b * lq).exp(), (b * lp).exp()
+            return (qb * b * (lq - lp) - qb + pb).sum(-1) / b ** 2
+        if b == 0:
+            pa, qa = (a * lp).exp(), (a * lq).exp()
+            return (pa * a * (lp - lq) - pa + qa).sum(-1) / a ** 2
+        if lam == 0:
+            return (a * (lq - lp) + (a * (lp - lq)).exp() - 1).sum(-1) / a ** 2
+        m = (a * lp + b * lq).exp()
+        return -(m - a / lam * (lam * lp).exp() - b / lam * (lam * lq).exp()).sum(-1) / (a * b)
+    raise ValueError(loss)
+
+
+def family_case(name, loss, params, n, v, tau, reduction, scale, gen):
+    s = f32(torch.randn(n, v, generator=gen) * scale)
+    t = f32(torch.randn(n, v, generator=gen) * scale)
+    s_req = s.clone().requires_grad_(True)
+    value = reduce(family_rows(loss, params, s_req, t, tau), torch.ones(n), tau, False, reduction)
+    value.backward()
+    emit(name, loss, s, t, tau, False, reduction, None, value.item(), s_req.grad, params=params)
+
+
+def cross_entropy_case(name, n, v, tau, smoothing, gen):
+    s = f32(torch.randn(n, v, generator=gen) * 3)
+    y = torch.randint(0, v, (n,), generator=gen)
+    y[1] = -100
+    s_req = s.clone().requires_grad_(True)
+    value = torch.nn.functional.cross_entropy(s_req / tau, y, ignore_index=-100, label_smoothing=smoothing,
+                                              reduction="mean")
+    value.backward()
+    emit(name, "CrossEntropy", s, s, tau, False, "BatchMean", None, value.item(), s_req.grad,
+         params=[smoothing], labels=y.tolist())
+
+
 def main():
     gen = torch.Generator().manual_seed(20261122)
     print("# kdloss golden values: PyTorch " + torch.__version__ + ", float64. Generated by tests/golden/generate.py")
@@ -122,9 +199,20 @@ def main():
         autograd_case(f"{tag}_basic", loss, 3, 7, 1.0, False, "BatchMean", None, 2.0, gen)
         autograd_case(f"{tag}_temperature_t2", loss, 2, 11, 2.0, True, "Sum", None, 3.0, gen)
         autograd_case(f"{tag}_weights", loss, 4, 5, 0.5, False, "BatchMean", [1.0, 0.0, 2.0, 0.5], 2.0, gen)
-        autograd_case(f"{tag}_wide", loss, 2, 259, 1.5, False, "BatchMean", None, 4.0, gen)
+        autograd_case(f"{tag}_wide", loss, 2, 129, 1.5, False, "BatchMean", None, 4.0, gen)
         autograd_case(f"{tag}_confident", loss, 2, 33, 1.0, False, "Sum", None, 12.0, gen)
         masked_case(f"{tag}_masked", loss, gen)
+    family = [("js", "JensenShannon", [0.5]), ("js01", "JensenShannon", [0.1]), ("skl", "SkewKL", [0.1]),
+              ("srkl", "SkewReverseKL", [0.1]), ("tvd", "TotalVariation", []), ("hellinger", "Hellinger", []),
+              ("pearson", "Pearson", []), ("neyman", "Neyman", []), ("jeffreys", "Jeffreys", []),
+              ("amari", "Amari", [0.3]), ("ab", "AlphaBeta", [0.2, 0.7]), ("ab_neg", "AlphaBeta", [1.5, -0.4]),
+              ("ab_beta0", "AlphaBeta", [0.6, 0.0]), ("ab_alpha0", "AlphaBeta", [0.0, 0.8]),
+              ("ab_sum0", "AlphaBeta", [0.5, -0.5]), ("ab_zero", "AlphaBeta", [0.0, 0.0])]
+    for tag, loss, params in family:
+        family_case(f"{tag}_basic", loss, params, 3, 7, 1.0, "BatchMean", 2.0, gen)
+        family_case(f"{tag}_wide", loss, params, 2, 31, 1.5, "Sum", 3.0, gen)
+    cross_entropy_case("ce_basic", 4, 11, 1.0, 0.0, gen)
+    cross_entropy_case("ce_smoothing", 4, 53, 2.0, 0.1, gen)
     x = f32(torch.randn(2, 9, generator=gen) * 3)
     emit("log_softmax", "LogSoftmax", x, x, 0.7, False, "Sum", None, 0.0,
          torch.log_softmax(x / 0.7, dim=-1))

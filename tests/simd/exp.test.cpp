@@ -149,3 +149,74 @@ TEST_CASE("kernel exp2 (float, y <= 0) is within 3 ulp of std::exp2", "[simd][ex
   CHECK(one(-1e30f) == 0.0f);
   CHECK(std::isnan(one(std::numeric_limits<float>::quiet_NaN())));
 }
+
+TEST_CASE("vector log and expm1 (float) over the whole float range", "[simd][log]") {
+  using B = simd::batch<float, Arch>;
+  float in[B::size], out[B::size];
+  std::int64_t worst_log = 0, worst_expm1 = 0;
+  float at_log = 0, at_expm1 = 0;
+  long nan_bad = 0;
+  for (std::uint64_t u = 0; u < (std::uint64_t{1} << 32); u += 97u * B::size) {
+    for (int l = 0; l < B::size; ++l) {
+      const auto bits = static_cast<std::uint32_t>(u + static_cast<std::uint64_t>(l) * 97u);
+      std::memcpy(&in[l], &bits, sizeof bits);
+    }
+    simd::log(B::load(in)).store(out);
+    for (int l = 0; l < B::size; ++l) {
+      const float ref = std::log(in[l]);
+      if (std::isnan(ref)) {
+        nan_bad += !std::isnan(out[l]);
+      } else if (const std::int64_t d = ulp_distance(out[l], ref); d > worst_log) {
+        worst_log = d, at_log = in[l];
+      }
+    }
+    simd::expm1(B::load(in)).store(out);
+    for (int l = 0; l < B::size; ++l) {
+      const float ref = std::expm1(in[l]);
+      if (std::isnan(ref)) {
+        nan_bad += !std::isnan(out[l]);
+      } else if (const std::int64_t d = ulp_distance(out[l], ref); d > worst_expm1) {
+        worst_expm1 = d, at_expm1 = in[l];
+      }
+    }
+  }
+  INFO("log worst at " << at_log << ", expm1 worst at " << at_expm1);
+  CHECK(worst_log <= 1);
+  CHECK(worst_expm1 <= 2);
+  CHECK(nan_bad == 0);
+}
+
+TEMPLATE_TEST_CASE("vector log and expm1 special values and double accuracy", "[simd][log]", float, double) {
+  using T = TestType;
+  using B = simd::batch<T, Arch>;
+  auto one = [](auto f, T x) {
+    T v[B::size], o[B::size];
+    for (int l = 0; l < B::size; ++l) v[l] = x;
+    f(B::load(v)).store(o);
+    return o[0];
+  };
+  auto lg = [](B x) { return simd::log(x); };
+  auto em = [](B x) { return simd::expm1(x); };
+  const T inf = std::numeric_limits<T>::infinity();
+  CHECK(one(lg, T(0)) == -inf);
+  CHECK(one(lg, inf) == inf);
+  CHECK(one(lg, T(1)) == T(0));
+  CHECK(std::isnan(one(lg, T(-1))));
+  CHECK(std::isnan(one(lg, std::numeric_limits<T>::quiet_NaN())));
+  CHECK(ulp_distance(one(lg, std::numeric_limits<T>::denorm_min()), std::log(std::numeric_limits<T>::denorm_min())) <= 2);
+  CHECK(one(em, T(0)) == T(0));
+  CHECK(one(em, -inf) == T(-1));
+  CHECK(one(em, inf) == inf);
+  CHECK(ulp_distance(one(em, T(1e-10)), std::expm1(T(1e-10))) <= 1);
+  std::mt19937_64 gen(777);
+  std::uniform_real_distribution<double> wide(-700.0, 700.0), narrow(-8.0, 8.0);
+  std::int64_t worst_log = 0, worst_expm1 = 0;
+  for (int k = 0; k < 200000; ++k) {
+    const T x = static_cast<T>(std::exp(wide(gen) / (sizeof(T) == 4 ? 8.0 : 1.0)));
+    worst_log = std::max(worst_log, ulp_distance(one(lg, x), std::log(x)));
+    const T y = static_cast<T>(narrow(gen));
+    worst_expm1 = std::max(worst_expm1, ulp_distance(one(em, y), std::expm1(y)));
+  }
+  CHECK(worst_log <= 2);
+  CHECK(worst_expm1 <= 2);
+}

@@ -73,3 +73,39 @@ TEMPLATE_TEST_CASE("log_softmax: SIMD path equals the scalar path", "[paths]", f
               8 * kdtest::eps<T>() * (std::fabs(static_cast<double>(Ys(i, j))) + 2));
   }
 }
+
+TEMPLATE_TEST_CASE("Divergence family: SIMD path equals the scalar path", "[paths]", float, double) {
+  using namespace kdtest::specs;
+  compare_all_shapes<Js, TestType>();
+  compare_all_shapes<Skl, TestType>();
+  compare_all_shapes<Srkl, TestType>();
+  compare_all_shapes<Tvd, TestType>();
+  compare_all_shapes<Hellinger, TestType>();
+  compare_all_shapes<Pearson, TestType>();
+  compare_all_shapes<Neyman, TestType>();
+  compare_all_shapes<Jeffreys, TestType>();
+  compare_all_shapes<Amari03, TestType>();
+  compare_all_shapes<Ab, TestType>();
+  compare_all_shapes<AbNeg, TestType>();
+  compare_all_shapes<AbBeta0, TestType>();
+  compare_all_shapes<AbAlpha0, TestType>();
+  compare_all_shapes<AbSum0, TestType>();
+  compare_all_shapes<AbZero, TestType>();
+}
+
+TEMPLATE_TEST_CASE("CrossEntropy: SIMD path equals the scalar path", "[paths]", float, double) {
+  using T = TestType;
+  for (const long v : {1L, 7L, 16L, 17L, 1271L, 65537L}) {
+    for (const double eps : {0.0, 0.1}) {
+      const kdloss::RowMatrix<T> S = kdtest::random_logits<T>(3, v, kdtest::seed(960) + static_cast<std::uint32_t>(v));
+      Eigen::VectorXi y(3);
+      y << 0, static_cast<int>(v - 1), static_cast<int>(v / 2);
+      kdloss::RowMatrix<T> G(3, v), Gs(3, v);
+      const double a = static_cast<double>(kdloss::CrossEntropy<T>({}, eps)(S, y, G));
+      const double b = static_cast<double>(kdloss::CrossEntropy<T, simd::scalar>({}, eps)(S, y, Gs));
+      INFO("V=" << v << " smoothing=" << eps);
+      CHECK(std::fabs(a - b) <= 64 * kdtest::eps<T>() * (std::fabs(b) + 1) * std::log(static_cast<double>(v) + 2));
+      CHECK((G - Gs).cwiseAbs().maxCoeff() <= T(64 * kdtest::eps<T>()));
+    }
+  }
+}

@@ -148,10 +148,12 @@ void check_invariants(long n, long v, std::uint32_t s) {
     const kdloss::RowMatrix<T> T2 = (Tt.array() - T(c / 2)).matrix();
     kdloss::RowMatrix<T> G2(n, v);
     const T v1 = loss(S, Tt, G), v2 = loss(S2, T2, G2);
-    // A shift of c rounds each logit by up to eps*|c|: that is the size of the change allowed.
+    // A shift of c rounds each logit by up to eps*|c|: that is the size of the change allowed,
+    // relative to the size of the loss and of the gradient (at most 1/tau for the KL family).
     const double tol = 8 * eps<T>() * (std::fabs(c) + 10) * (static_cast<double>(v1) + 1) * static_cast<double>(n);
     CHECK(std::fabs(static_cast<double>(v1 - v2)) <= tol);
-    CHECK((G - G2).cwiseAbs().maxCoeff() <= T(8 * eps<T>() * (std::fabs(c) + 10)));
+    const double gmax = std::max(1.0, static_cast<double>(G.cwiseAbs().maxCoeff()));
+    CHECK((G - G2).cwiseAbs().maxCoeff() <= T(8 * eps<T>() * (std::fabs(c) + 10) * gmax));
   }
 }
 
@@ -393,6 +395,128 @@ void check_no_allocation(long n, long v) {
   sink += loss.per_row(S, Tt, rows, G, w);
   CHECK(scope.count() == 0);
   CHECK(std::isfinite(static_cast<double>(sink)));
+}
+
+/// check_reference over the odd shapes (V in {1, 3, 17, 1271, 65537}), temperatures, tau^2
+/// scaling with the Sum reduction, confident rows and row weights.
+template <class Spec, class T>
+void check_reference_sweep(std::uint32_t s) {
+  for (const long v : {1L, 3L, 17L, 1271L, 65537L}) {
+    for (const double tau : {1.0, 2.0, 0.5}) {
+      kdloss::Options<T> o;
+      o.temperature = static_cast<T>(tau);
+      check_reference<Spec, T>(v > 2000 ? 2 : 5, v, o, s++);
+    }
+  }
+  kdloss::Options<T> o;
+  o.scale_by_t2 = true;
+  o.temperature = T(3);
+  o.reduction = kdloss::Reduction::Sum;
+  check_reference<Spec, T>(4, 333, o, s++);
+  check_reference<Spec, T>(4, 500, kdloss::Options<T>{}, s++, 8.0);
+  kdloss::Vector<T> w(6);
+  w << T(1), T(0), T(2.5), T(0.25), T(0), T(1);
+  check_reference<Spec, T>(6, 129, kdloss::Options<T>{}, s++, 3.0, &w);
+}
+
+/// Finite differences in three configurations (plain; temperature with tau^2; Sum with weights).
+template <class Spec>
+void check_finite_differences_sweep(std::uint32_t s) {
+  kdloss::Options<double> o;
+  check_finite_differences<Spec>(3, 17, o, s);
+  o.temperature = 0.7;
+  o.scale_by_t2 = true;
+  check_finite_differences<Spec>(2, 9, o, s + 1);
+  o = {};
+  o.temperature = 2.0;
+  o.reduction = kdloss::Reduction::Sum;
+  kdloss::Vector<double> w(3);
+  w << 0.5, 0.0, 2.0;
+  check_finite_differences<Spec>(3, 6, o, s + 2, 3.0, &w);
+}
+
+/// -inf logits on the teacher only, the student only, and both, against the reference: the value
+/// (finite or +inf) and, where the reference's gradient is finite, the gradient; where it is not,
+/// a gradient call must report the row.
+template <class Spec, class T>
+void check_masked_entries(std::uint32_t s) {
+  const long n = 4, v = 37;
+  const T ninf = -std::numeric_limits<T>::infinity();
+  kdloss::RowMatrix<T> S = random_logits<T>(n, v, s), Tt = random_logits<T>(n, v, s + 1);
+  for (long j = 3; j < v; j += 5) S(0, j) = ninf, Tt(0, j) = ninf;  // row 0: both sides
+  Tt(1, 7) = ninf;                                                   // row 1: teacher only
+  S(2, 9) = ninf;                                                    // row 2: student only
+  Tt(3, 4) = ninf, S(3, 4) = ninf, S(3, 5) = ninf, Tt(3, 6) = ninf;  // row 3: all three
+  kdloss::Options<T> o;
+  o.reduction = kdloss::Reduction::Sum;
+  const auto loss = Spec::template make<T>(o);
+  const kdloss::RowMatrix<double> Sd = to_double(S), Td = to_double(Tt);
+  for (long i = 0; i < n; ++i) {
+    INFO(Spec::name << " masked entries, row " << i);
+    const auto r = Spec::row(Sd.row(i).data(), Td.row(i).data(), v, 1.0);
+    const kdloss::RowMatrix<T> Si = S.row(i), Ti = Tt.row(i);
+    kdloss::RowMatrix<T> G(1, v);
+    const double value = static_cast<double>(loss(Si, Ti));
+    if (std::isinf(r.value)) {
+      CHECK(value == r.value);
+    } else {
+      CHECK(std::fabs(value - r.value) <= kUlpFactor * eps<T>() * r.value_scale + 1e-30);
+    }
+    bool finite_grad = true;
+    for (const double g : r.grad) finite_grad = finite_grad && std::isfinite(g);
+    if (!finite_grad) {
+      CHECK_THROWS_AS(loss(Si, Ti, G), std::domain_error);
+      CHECK_THROWS_WITH(loss(Si, Ti, G), Catch::Contains("unbounded"));
+      continue;
+    }
+    loss(Si, Ti, G);
+    CHECK(G.allFinite());
+    const std::string why = compare(G, {r.grad}, [&](long, long j) {
+      return kUlpFactor * eps<T>() * r.grad_scale[static_cast<size_t>(j)] + static_cast<double>(std::numeric_limits<T>::min());
+    });
+    INFO(why);
+    CHECK(why.empty());
+  }
+}
+
+/// Rows whose log-probabilities are far below -104 on both sides (float underflow of p and q):
+/// no NaN, and the reference's value and gradient.
+template <class Spec, class T>
+void check_deep_underflow(std::uint32_t s) {
+  const long n = 3, v = 41;
+  kdloss::RowMatrix<T> S = random_logits<T>(n, v, s, 3.0, -300.0), Tt = random_logits<T>(n, v, s + 1, 3.0, -300.0);
+  S.col(0).setZero();
+  Tt.col(1).setZero();
+  Tt(2, 0) = T(-2);
+  kdloss::Options<T> o;
+  o.reduction = kdloss::Reduction::Sum;
+  const auto loss = Spec::template make<T>(o);
+  kdloss::RowMatrix<T> G(n, v);
+  INFO(Spec::name << " deep underflow");
+  const kdloss::RowMatrix<double> Sd = to_double(S), Td = to_double(Tt);
+  const auto m = ref::reduce(Spec::row, Sd.data(), Td.data(), n, v, nullptr, reduce_of(o));
+  const double value = static_cast<double>(loss(S, Tt));
+  if (std::isinf(m.value) || m.value > static_cast<double>(std::numeric_limits<T>::max())) {
+    CHECK(value == std::numeric_limits<double>::infinity());  // the float rounding of a huge value
+    return;
+  }
+  CHECK(std::fabs(value - m.value) <= kUlpFactor * eps<T>() * m.value_scale + 1e-30);
+  bool finite_grad = true;
+  for (const auto& row : m.grad)
+    for (const double g : row)
+      finite_grad = finite_grad && std::fabs(g) < static_cast<double>(std::numeric_limits<T>::max());
+  if (!finite_grad) {
+    CHECK_THROWS_WITH(loss(S, Tt, G), Catch::Contains("unbounded"));
+    return;
+  }
+  loss(S, Tt, G);
+  CHECK(G.allFinite());
+  const std::string why = compare(G, m.grad, [&](long i, long j) {
+    return kUlpFactor * eps<T>() * m.grad_scale[static_cast<size_t>(i)][static_cast<size_t>(j)] +
+           static_cast<double>(std::numeric_limits<T>::min());
+  });
+  INFO(why);
+  CHECK(why.empty());
 }
 
 }  // namespace kdtest

@@ -6,6 +6,7 @@
 #include <kdloss/kdloss.hpp>
 
 #include "reference.hpp"
+#include "reference_family.hpp"
 
 namespace kdtest::specs {
 
@@ -30,5 +31,42 @@ struct Rkl {
     return ref::reverse_kl(s, t, v, tau);
   }
 };
+
+/// A generator-built loss with a reference entry function: Name, the library generator, how to
+/// build it, and the reference.
+#define KDTEST_FAMILY_SPEC(Spec, Name, Make, RefEntry)                                      \
+  struct Spec {                                                                             \
+    static constexpr const char* name = Name;                                               \
+    template <class T, class Arch = kdloss::simd::best_arch>                                \
+    static auto make(const kdloss::Options<T>& o) {                                         \
+      return Make;                                                                          \
+    }                                                                                       \
+    static ref::Row row(const double* s, const double* t, long v, double tau) {             \
+      return ref::f_divergence(s, t, v, tau, RefEntry);                                     \
+    }                                                                                       \
+  };
+
+KDTEST_FAMILY_SPEC(Js, "kdloss::JensenShannon", (kdloss::JensenShannon<T, Arch>(o)), ref::js(0.5))
+KDTEST_FAMILY_SPEC(Js01, "kdloss::JensenShannon", (kdloss::JensenShannon<T, Arch>(o, 0.1)), ref::js(0.1))
+KDTEST_FAMILY_SPEC(Skl, "kdloss::SkewKL", (kdloss::SkewKL<T, Arch>(o)), ref::skew_kl(0.1))
+KDTEST_FAMILY_SPEC(Srkl, "kdloss::SkewReverseKL", (kdloss::SkewReverseKL<T, Arch>(o)), ref::skew_rkl(0.1))
+KDTEST_FAMILY_SPEC(Tvd, "kdloss::TotalVariation", (kdloss::TotalVariation<T, Arch>(o)), ref::tvd)
+KDTEST_FAMILY_SPEC(Hellinger, "kdloss::FDivergence<SquaredHellinger>",
+                   (kdloss::FDivergence<kdloss::generators::SquaredHellinger, T, Arch>(o)), ref::hellinger)
+KDTEST_FAMILY_SPEC(Pearson, "kdloss::FDivergence<PearsonChi2>",
+                   (kdloss::FDivergence<kdloss::generators::PearsonChi2, T, Arch>(o)), ref::pearson)
+KDTEST_FAMILY_SPEC(Neyman, "kdloss::FDivergence<NeymanChi2>",
+                   (kdloss::FDivergence<kdloss::generators::NeymanChi2, T, Arch>(o)), ref::neyman)
+KDTEST_FAMILY_SPEC(Jeffreys, "kdloss::FDivergence<Jeffreys>",
+                   (kdloss::FDivergence<kdloss::generators::Jeffreys, T, Arch>(o)), ref::jeffreys)
+KDTEST_FAMILY_SPEC(Amari03, "kdloss::FDivergence<Amari>",
+                   (kdloss::FDivergence<kdloss::generators::Amari, T, Arch>(o, kdloss::generators::Amari(0.3))),
+                   ref::alpha_beta(0.3, 0.7))
+KDTEST_FAMILY_SPEC(Ab, "kdloss::AlphaBeta", (kdloss::AlphaBeta<T, Arch>(o, 0.2, 0.7)), ref::alpha_beta(0.2, 0.7))
+KDTEST_FAMILY_SPEC(AbNeg, "kdloss::AlphaBeta", (kdloss::AlphaBeta<T, Arch>(o, 1.5, -0.4)), ref::alpha_beta(1.5, -0.4))
+KDTEST_FAMILY_SPEC(AbBeta0, "kdloss::AlphaBeta", (kdloss::AlphaBeta<T, Arch>(o, 0.6, 0.0)), ref::alpha_beta(0.6, 0.0))
+KDTEST_FAMILY_SPEC(AbAlpha0, "kdloss::AlphaBeta", (kdloss::AlphaBeta<T, Arch>(o, 0.0, 0.8)), ref::alpha_beta(0.0, 0.8))
+KDTEST_FAMILY_SPEC(AbSum0, "kdloss::AlphaBeta", (kdloss::AlphaBeta<T, Arch>(o, 0.5, -0.5)), ref::alpha_beta(0.5, -0.5))
+KDTEST_FAMILY_SPEC(AbZero, "kdloss::AlphaBeta", (kdloss::AlphaBeta<T, Arch>(o, 0.0, 0.0)), ref::alpha_beta(0.0, 0.0))
 
 }  // namespace kdtest::specs

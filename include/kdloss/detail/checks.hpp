@@ -107,9 +107,9 @@ inline std::string row_error(const char* who, kernels::RowError e, Eigen::Index 
     case E::StudentPosInf: what = "the student logits contain +inf"; break;
     case E::StudentEmpty: what = "the student logits have no finite entry (all -inf)"; break;
     case E::UnboundedGradient:
-      what = "the loss is +inf and its gradient is unbounded (the student puts mass on an entry "
-             "where the teacher logit is -inf: mask that entry in the student too, or give the "
-             "row weight 0)";
+      what = "the gradient is unbounded (infinite in this precision): e.g. the student puts mass "
+             "on an entry where the teacher logit is -inf (mask it in the student too), or a "
+             "likelihood ratio overflows";
       break;
     case E::BadLabel: what = "the label is outside [0, V) and is not the ignore index"; break;
     case E::None: what = "no error"; break;

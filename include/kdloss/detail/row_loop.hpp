@@ -47,15 +47,13 @@ void scale_row(T* g, Eigen::Index n, T beta) {
 /// Returns \f$\alpha \cdot c \sum_i w_i L_i\f$ with \f$c = (\tau^2)/d\f$ per Options.
 /// Rows with \f$w_i = 0\f$ are never computed. Rows are summed in a fixed order in double, so the
 /// result is bitwise identical for every thread count.
-template <class T, class RowFn>
+/// \param weight \f$i \mapsto w_i\f$ (the caller's weights, possibly combined with a label mask)
+template <class T, class WeightFn, class RowFn>
 T run_rows(const char* who, const Options<T>& opt, Eigen::Index n, Eigen::Index v,
-           const Weights<T>& w, const RowOutputs<T>& out, RowFn&& row) {
-  KDLOSS_REQUIRE(!w.has_value() || w.size() == n,
-                 std::string(who) + ": " + std::to_string(w.size()) + " weights for " + std::to_string(n) +
-                     " rows");
+           WeightFn&& weight, const RowOutputs<T>& out, RowFn&& row) {
   double wsum = 0;
   for (Eigen::Index i = 0; i < n; ++i) {
-    const T wi = w[i];
+    const T wi = weight(i);
     KDLOSS_REQUIRE(std::isfinite(static_cast<double>(wi)) && wi >= T(0),
                    std::string(who) + ": weight " + std::to_string(i) + " is " +
                        std::to_string(static_cast<double>(wi)) + " (weights must be finite and >= 0)");
@@ -73,7 +71,7 @@ T run_rows(const char* who, const Options<T>& opt, Eigen::Index n, Eigen::Index 
     if (out.per_row) out.per_row[i * out.per_row_stride] = T(0);
   };
   auto compute_row = [&](Eigen::Index i) -> kernels::RowResult {
-    const T wi = w[i];
+    const T wi = weight(i);
     if (nothing || wi == T(0)) {
       masked_row(i);
       return {};
@@ -131,6 +129,40 @@ T run_rows(const char* who, const Options<T>& opt, Eigen::Index n, Eigen::Index 
     }
   }
   return static_cast<T>(static_cast<double>(out.alpha) * total);
+}
+
+/// The weights' size must be N (or no weights at all).
+template <class T>
+void check_weights(const Weights<T>& w, Eigen::Index n, const char* who) {
+  KDLOSS_REQUIRE(!w.has_value() || w.size() == n,
+                 std::string(who) + ": " + std::to_string(w.size()) + " weights for " + std::to_string(n) +
+                     " rows");
+}
+
+/// Validates a call's outputs against the student view and returns where the row loop writes:
+/// the gradient (N x V, no overlap with the inputs), the per-row values (N), alpha and beta.
+template <class T>
+RowOutputs<T> outputs(const char* who, GradRef<T>* grad, RowValuesRef<T>* per_row, T alpha, T beta,
+                      const MatView<T>& s, const MatView<T>* t) {
+  KDLOSS_REQUIRE(std::isfinite(static_cast<double>(alpha)) && std::isfinite(static_cast<double>(beta)),
+                 std::string(who) + ": accumulate() needs finite alpha and beta");
+  RowOutputs<T> o;
+  o.alpha = alpha;
+  o.beta = beta;
+  if (grad != nullptr) {
+    const MatView<T> g = view<T>(*grad);
+    check_grad(g, s, t, who);
+    o.grad = grad->data();
+    o.grad_stride = g.stride;
+  }
+  if (per_row != nullptr) {
+    KDLOSS_REQUIRE(per_row->size() == s.rows, std::string(who) + ": per_row() output has " +
+                                                  std::to_string(per_row->size()) + " entries for " +
+                                                  std::to_string(s.rows) + " rows");
+    o.per_row = per_row->data();
+    o.per_row_stride = per_row->innerStride();
+  }
+  return o;
 }
 
 }  // namespace detail

@@ -1,4 +1,4 @@
-// kdloss generators: forward and reverse Kullback–Leibler divergence.
+// kdloss generators: forward, reverse and symmetric (Jeffreys) Kullback–Leibler divergence.
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
 
@@ -7,27 +7,51 @@
 #include "../kernels/divergence_row.hpp"
 
 KDLOSS_BEGIN_NAMESPACE
+/// Generators of `FDivergence<Generator>`: the function \f$f\f$ of \f$D_f(p\|q) = \sum_v q_v
+/// f(p_v/q_v)\f$, written in log-ratio space, with the limits each one takes when \f$q_v \to 0\f$
+/// or \f$p_v \to 0\f$.
+///
+/// A generator provides, per entry (`kernels::Elem`: \f$a = \log p\f$, \f$b = \log q\f$, \f$p\f$,
+/// \f$q\f$, \f$u = \log(p/q)\f$):
+/// - `term(e)` \f$= q f(p/q)\f$, the entry's share of the value, and
+/// - `h(e)` \f$= q\,g(p/q)\f$ with \f$g = f(r) - r f'(r) = \partial D/\partial q_v\f$; the engine
+///   turns it into \f$\partial L/\partial s_j = (h_j - q_j\sum_v h_v)/\tau\f$.
+/// Entries \f$-\infty\f$ on both sides are zeroed by the engine; everything else (one side masked,
+/// probabilities that underflow to 0 while their logs stay finite) is the generator's to handle:
+/// it returns the limit, \f$+\infty\f$ for a divergent value, and an infinite `h` for an unbounded
+/// gradient (reported as an error by gradient calls). Optional members let the engine skip work:
+/// `value_from`/`centre_from = kernels::From::Stats` with `value(kl)`/`centre(kl)` (the value or the
+/// centring constant \f$\sum_v h_v\f$ as a function of the two KL divergences pass 1 computes when
+/// asked through `needs_fkl`/`needs_rkl`), and `masks_itself` (h is already 0 where p = q = 0).
 namespace generators {
+
+namespace detail {
+template <class B>
+KDLOSS_INLINE B big() {
+  return B::splat(std::numeric_limits<typename B::value_type>::max());
+}
+}  // namespace detail
 
 /// Forward KL, \f$f(r) = r\log r\f$: \f$L = KL(p\|q) = \sum_v p_v(\log p_v - \log q_v)\f$.
 ///
-/// \f$g = f(r) - r f'(r) = -r\f$, so \f$h_v = q_v g_v = -p_v\f$ and
-/// \f$c = \sum_v h_v = -1\f$: the gradient is \f$\partial L/\partial s = (q - p)/\tau\f$ and needs no
-/// row reduction. The value comes from pass 1 alone (value-only calls read each logit once).
-/// Limits: \f$p_v \to 0\f$ contributes 0; \f$q_v = 0 < p_v\f$ (student logit \f$-\infty\f$ where
-/// the teacher has mass) gives \f$L = +\infty\f$, the true value, with the gradient still finite.
+/// \f$g = -r\f$, so \f$h = -p\f$ and \f$\sum_v h_v = -1\f$: \f$\partial L/\partial s = (q - p)/\tau\f$
+/// needs no row reduction, and the value comes from pass 1 (a value-only call reads each logit
+/// once). Limits: \f$p_v \to 0\f$ contributes 0; \f$q_v = 0 < p_v\f$ gives \f$L = +\infty\f$ (the
+/// true value) with a finite gradient.
 struct ForwardKL {
   static constexpr const char* name = "kdloss::ForwardKL";
-  static constexpr kernels::ValueFrom value_from = kernels::ValueFrom::CrossTeacher;
-  static constexpr kernels::CentreFrom centre_from = kernels::CentreFrom::Constant;
-  static constexpr double centre_constant = -1.0;
-  static constexpr bool masks_itself = true;  // h = -p is 0 wherever p is
-  /// \f$p_v(\log p_v - \log q_v)\f$
+  static constexpr kernels::From value_from = kernels::From::Stats;
+  static constexpr kernels::From centre_from = kernels::From::Stats;
+  static constexpr bool needs_fkl = true;
+  static constexpr bool masks_itself = true;
+  double value(const kernels::KlStats& kl) const { return kl.fkl; }
+  double centre(const kernels::KlStats&) const { return -1.0; }
+  /// \f$p(\log p - \log q)\f$
   template <class B>
   KDLOSS_INLINE B term(const kernels::Elem<B>& e) const {
-    return e.p * e.u;
+    return e.p * max(e.u, -detail::big<B>());
   }
-  /// \f$h_v = -p_v\f$
+  /// \f$h = -p\f$
   template <class B>
   KDLOSS_INLINE B h(const kernels::Elem<B>& e) const {
     return -e.p;
@@ -36,28 +60,56 @@ struct ForwardKL {
 
 /// Reverse KL, \f$f(r) = -\log r\f$: \f$L = KL(q\|p) = \sum_v q_v(\log q_v - \log p_v)\f$ (MiniLLM).
 ///
-/// \f$g = 1 - \log r\f$, \f$h_v = q_v(1 - u_v)\f$ with \f$u = \log p - \log q\f$, and
-/// \f$c = L + 1\f$ is known from pass 1: \f$\partial L/\partial s_j = q_j(\log q_j - \log p_j - L)
-/// /\tau\f$, two passes like forward KL. Limits: \f$q_v \to 0\f$ contributes 0;
-/// \f$p_v = 0 < q_v\f$ (teacher logit \f$-\infty\f$ where the student has mass) gives
-/// \f$L = +\infty\f$; its gradient is unbounded, so a gradient call reports that row as an error.
+/// \f$g = 1 - \log r\f$, \f$h = q(1 - u)\f$ and \f$\sum_v h_v = L + 1\f$, known from pass 1:
+/// \f$\partial L/\partial s_j = q_j(\log q_j - \log p_j - L)/\tau\f$, two passes like forward KL.
+/// Limits: \f$q_v \to 0\f$ contributes 0; \f$p_v = 0 < q_v\f$ gives \f$L = +\infty\f$ with an
+/// unbounded gradient (a gradient call reports the row).
 struct ReverseKL {
   static constexpr const char* name = "kdloss::ReverseKL";
-  static constexpr kernels::ValueFrom value_from = kernels::ValueFrom::CrossStudent;
-  static constexpr kernels::CentreFrom centre_from = kernels::CentreFrom::Value;
-  static constexpr double centre_offset = 1.0;
+  static constexpr kernels::From value_from = kernels::From::Stats;
+  static constexpr kernels::From centre_from = kernels::From::Stats;
+  static constexpr bool needs_rkl = true;
   static constexpr bool masks_itself = true;  // min() maps u = +inf/NaN (q = 0) to a finite value
-  /// \f$q_v(\log q_v - \log p_v)\f$
+  double value(const kernels::KlStats& kl) const { return kl.rkl; }
+  double centre(const kernels::KlStats& kl) const { return kl.rkl + 1.0; }
+  /// \f$q(\log q - \log p)\f$
   template <class B>
   KDLOSS_INLINE B term(const kernels::Elem<B>& e) const {
-    return -(e.q * e.u);
+    return -(e.q * min(e.u, detail::big<B>()));
   }
-  /// \f$h_v = q_v(1 - u_v)\f$
+  /// \f$h = q(1 - u)\f$
   template <class B>
   KDLOSS_INLINE B h(const kernels::Elem<B>& e) const {
     using T = typename B::value_type;
-    const B u = min(e.u, B::splat(std::numeric_limits<T>::max()));
-    return e.q * (B::splat(T(1)) - u);
+    return e.q * (B::splat(T(1)) - min(e.u, detail::big<B>()));
+  }
+};
+
+/// Jeffreys divergence (symmetric KL), \f$f(r) = (r - 1)\log r\f$:
+/// \f$L = KL(p\|q) + KL(q\|p) = \sum_v (p_v - q_v)(\log p_v - \log q_v)\f$.
+///
+/// \f$h = q(1 - u) - p\f$, \f$\sum_v h_v = KL(q\|p)\f$; value and centre both come from pass 1.
+/// Limits: either support not covering the other gives \f$+\infty\f$; the gradient is unbounded
+/// only where \f$p_v = 0 < q_v\f$ (as for reverse KL).
+struct Jeffreys {
+  static constexpr const char* name = "kdloss::FDivergence<Jeffreys>";
+  static constexpr kernels::From value_from = kernels::From::Stats;
+  static constexpr kernels::From centre_from = kernels::From::Stats;
+  static constexpr bool needs_fkl = true;
+  static constexpr bool needs_rkl = true;
+  static constexpr bool masks_itself = true;
+  double value(const kernels::KlStats& kl) const { return kl.fkl + kl.rkl; }
+  double centre(const kernels::KlStats& kl) const { return kl.rkl; }
+  /// \f$(p - q)(\log p - \log q)\f$
+  template <class B>
+  KDLOSS_INLINE B term(const kernels::Elem<B>& e) const {
+    return (e.p - e.q) * e.u;
+  }
+  /// \f$h = q(1 - u) - p\f$
+  template <class B>
+  KDLOSS_INLINE B h(const kernels::Elem<B>& e) const {
+    using T = typename B::value_type;
+    return fms(e.q, B::splat(T(1)) - min(e.u, detail::big<B>()), e.p);
   }
 };
 

@@ -10,84 +10,100 @@
 KDLOSS_BEGIN_NAMESPACE
 namespace kernels {
 
-/// Where a divergence's row value comes from.
-enum class ValueFrom {
-  CrossTeacher,  ///< \f$KL(p\|q)\f$ from the pass-1 cross sum: no second pass for the value
-  CrossStudent,  ///< \f$KL(q\|p)\f$ from the pass-1 cross sum
-  Elementwise,   ///< \f$\sum_v \mathrm{term}_v\f$ over a second pass
+/// Where a divergence's row value (or its gradient's centring constant) comes from.
+enum class From {
+  Stats,        ///< a function of KL(p||q) and KL(q||p), which pass 1 computes anyway
+  Elementwise,  ///< a sum over the row, in a pass of its own
 };
 
-/// Where the centring constant \f$c = \sum_v q_v g_v\f$ of the gradient comes from.
-enum class CentreFrom {
-  Constant,  ///< a constant of the generator (forward KL: \f$c = -1\f$)
-  Value,     ///< the row value plus a constant (reverse KL: \f$c = L + 1\f$)
-  Reduce,    ///< summed over the row in the value pass
+/// The two KL divergences of a row, as pass 1 computes them (+inf where a support is not
+/// covered). Only those a generator asks for (`needs_fkl`, `needs_rkl`) are computed.
+struct KlStats {
+  double fkl = 0;  ///< KL(p||q)
+  double rkl = 0;  ///< KL(q||p)
 };
 
-/// Per-entry quantities a generator sees in pass 2 (all lanes of one vector):
-/// \f$a = \log p_v\f$, \f$b = \log q_v\f$, \f$p_v\f$, \f$q_v\f$ and the log-ratio
-/// \f$u = \log p_v - \log q_v\f$. Entries masked on one side have \f$a\f$ or \f$b = -\infty\f$.
-/// Everything is inlined, so what a generator does not use is never computed.
+/// Per-entry quantities a generator sees (all lanes of one vector): \f$a = \log p_v\f$,
+/// \f$b = \log q_v\f$, \f$p_v\f$, \f$q_v\f$ and the log-ratio \f$u = \log p_v - \log q_v\f$.
+/// An entry masked on one side has \f$a\f$ or \f$b = -\infty\f$ (and \f$u = \mp\infty\f$); a
+/// probability that underflows in T is 0 while its log stays finite. Everything is inlined, so
+/// what a generator does not use is never computed.
 template <class B>
 struct Elem {
   B a, b, p, q, u;
 };
 
-/// Compile-time facts about a generator, with the defaults of a plain user generator (which only
-/// writes `term` and `h`): value and centre summed elementwise, masked entries zeroed by the engine.
+// Compile-time facts about a generator, with the defaults of a plain user generator (which only
+// writes `term` and `h`): value and centre summed over the row, masked entries zeroed by the engine.
 template <class Gen, class = void>
-struct gen_value_from {
-  static constexpr ValueFrom value = ValueFrom::Elementwise;
-};
+struct gen_value_from : std::integral_constant<From, From::Elementwise> {};
 template <class Gen>
-struct gen_value_from<Gen, std::void_t<decltype(Gen::value_from)>> {
-  static constexpr ValueFrom value = Gen::value_from;
-};
+struct gen_value_from<Gen, std::void_t<decltype(Gen::value_from)>>
+    : std::integral_constant<From, Gen::value_from> {};
 template <class Gen, class = void>
-struct gen_centre_from {
-  static constexpr CentreFrom value = CentreFrom::Reduce;
-};
+struct gen_centre_from : std::integral_constant<From, From::Elementwise> {};
 template <class Gen>
-struct gen_centre_from<Gen, std::void_t<decltype(Gen::centre_from)>> {
-  static constexpr CentreFrom value = Gen::centre_from;
-};
+struct gen_centre_from<Gen, std::void_t<decltype(Gen::centre_from)>>
+    : std::integral_constant<From, Gen::centre_from> {};
+template <class Gen, class = void>
+struct gen_needs_fkl : std::false_type {};
+template <class Gen>
+struct gen_needs_fkl<Gen, std::void_t<decltype(Gen::needs_fkl)>>
+    : std::integral_constant<bool, Gen::needs_fkl> {};
+template <class Gen, class = void>
+struct gen_needs_rkl : std::false_type {};
+template <class Gen>
+struct gen_needs_rkl<Gen, std::void_t<decltype(Gen::needs_rkl)>>
+    : std::integral_constant<bool, Gen::needs_rkl> {};
 template <class Gen, class = void>
 struct gen_masks_itself : std::false_type {};
 template <class Gen>
 struct gen_masks_itself<Gen, std::void_t<decltype(Gen::masks_itself)>>
     : std::integral_constant<bool, Gen::masks_itself> {};
 
-/// The fused row: pass 1 (row_stats) for both rows, then — only if needed — a value pass, then the
-/// gradient pass (the later passes run backwards over the row, so a row larger than L2 starts on
-/// the lines pass 1 left in cache)
-/// \f[ \partial L/\partial s_j = \mathrm{scale}\,(h_j - q_j c) + \beta\,\mathrm{row}_j,
-///     \qquad h_j = q_j g_j,\ g = \partial L/\partial q, \f]
-/// (`out.scale` carries \f$1/\tau\f$, weights and the reduction). `out.row == nullptr` computes the
-/// value alone and never runs the gradient pass.
+/// The fused row of the divergence `gen` between teacher row t and student row s:
+/// - pass 1 (row_stats): maxima and sums of exponentials of both rows, plus KL(p||q) and/or
+///   KL(q||p) when the generator takes its value or centre from them;
+/// - a value pass, only for generators whose value or centre is a sum over the row: it sums
+///   \f$\mathrm{term}_v\f$ and \f$h_v\f$ and, when it may, leaves \f$h_v\f$ in the gradient row;
+/// - the gradient pass \f$\partial L/\partial s_j = \mathrm{scale}\,(h_j - q_j c) +
+///   \beta\,\mathrm{row}_j\f$, \f$h = q\,g\f$, \f$c = \sum_v h_v\f$ (`out.scale` carries
+///   \f$1/\tau\f$, the weight and the reduction), which then only recomputes \f$q\f$.
+/// Passes after the first run backwards over the row, so a row larger than L2 starts on the lines
+/// the previous pass left in cache. `out.row == nullptr` computes the value alone.
 template <class Arch, class Gen, class T, class TeacherRow>
 RowResult divergence_row(const Gen& gen, const TeacherRow& teacher, const T* student, Index n,
                          T k, const GradOut<T>& out) {
-  T* const grad = out.row;
   using B = simd::batch<T, Arch>;
   constexpr int W = B::size;
-  constexpr ValueFrom kValue = gen_value_from<Gen>::value;
-  constexpr CentreFrom kCentre = gen_centre_from<Gen>::value;
-  using Plan = StatsPlan<true, true, kValue == ValueFrom::CrossTeacher,
-                         kValue == ValueFrom::CrossStudent>;
+  constexpr bool kStatsValue = gen_value_from<Gen>::value == From::Stats;
+  constexpr bool kStatsCentre = gen_centre_from<Gen>::value == From::Stats;
+  constexpr bool kFkl = gen_needs_fkl<Gen>::value, kRkl = gen_needs_rkl<Gen>::value;
+  using Plan = StatsPlan<true, true, kFkl, kRkl>;
+  T* const grad = out.row;
+
   const PairStats<T> st = row_stats<Arch, Plan>(teacher, student, n, k);
   if (RowError e = st.t.check(true); e != RowError::None) return {0, e};
   if (RowError e = st.s.check(false); e != RowError::None) return {0, e};
   const double lst = st.t.log_sum(), lss = st.s.log_sum();
   const double kd = static_cast<double>(k);
-  const PlainRow<T> srow{student};
+  constexpr double kInf = std::numeric_limits<double>::infinity();
+  KlStats kl;
+  // A divergence is >= 0; rounding may leave a few ulp below.
+  if constexpr (kFkl)
+    kl.fkl = st.teacher_uncovered ? kInf : std::max(0.0, kd * st.cross_t / st.t.sum - lst + lss);
+  if constexpr (kRkl)
+    kl.rkl = st.student_uncovered ? kInf : std::max(0.0, -kd * st.cross_s / st.s.sum + lst - lss);
 
-  // Per-entry view, relative to the row maxima (so z/tau never overflows for huge logits).
-  // In base 2: log2 p = k log2(e) (t - max t) - log2 S_t, so p = 2^(log2 p) costs one fms + exp2.
+  // The entry view, relative to the row maxima (so z/tau never overflows for huge logits). In base
+  // 2, log2 p = k log2(e) (t - max t) - log2 S_t: p costs one fms and one exp2.
   constexpr double kLog2e = 1.4426950408889634, kLn2 = 0.69314718055994530942;
+  const PlainRow<T> srow{student};
   const B kb = B::splat(k), k2 = B::splat(static_cast<T>(kd * kLog2e));
   const B mtb = B::splat(st.t.max), msb = B::splat(st.s.max), ln2 = B::splat(static_cast<T>(kLn2));
   const B lst2 = B::splat(static_cast<T>(lst * kLog2e)), lss2 = B::splat(static_cast<T>(lss * kLog2e));
   const B dl = B::splat(static_cast<T>(lst - lss));
+  auto log2q = [&](Index j, auto lanes) { return fms(srow.template load<B>(j, lanes) - msb, k2, lss2); };
   auto elem = [&](Index j, auto lanes) {
     const B dt = teacher.template load<B>(j, lanes) - mtb;
     const B ds = srow.template load<B>(j, lanes) - msb;
@@ -100,55 +116,60 @@ RowResult divergence_row(const Gen& gen, const TeacherRow& teacher, const T* stu
     e.u = fms(dt - ds, kb, dl);
     return e;
   };
+  // Entries masked on both sides (and tail lanes) contribute nothing, whatever the formula.
+  const B ninf = B::splat(-std::numeric_limits<T>::infinity());
+  auto live = [&](const Elem<B>& e) { return (e.a > ninf) | (e.b > ninf); };
 
   double value = 0, centre = 0;
-  if constexpr (kValue == ValueFrom::CrossTeacher) {
-    value = st.teacher_uncovered ? std::numeric_limits<double>::infinity()
-                                 : kd * st.cross_t / st.t.sum - lst + lss;
-  } else if constexpr (kValue == ValueFrom::CrossStudent) {
-    value = st.student_uncovered ? std::numeric_limits<double>::infinity()
-                                 : -kd * st.cross_s / st.s.sum + lst - lss;
-  } else {
-    constexpr bool kReduce = kCentre == CentreFrom::Reduce;
+  if constexpr (kStatsValue) value = gen.value(kl);
+  // With a gradient to overwrite, the value pass leaves h in the gradient row.
+  const bool reduce_centre = !kStatsCentre && grad != nullptr;
+  const bool stash_h = reduce_centre && out.beta == T(0);
+  if (!kStatsValue || reduce_centre) {
     B vs = B::splat(0), cs = B::splat(0);
-    const bool want_centre = kReduce && grad != nullptr;
     sweep_reverse<W>(0, n, [&](Index j, auto lanes) {
       const Elem<B> e = elem(j, lanes);
-      // Entries masked on both sides (and tail lanes) contribute nothing, whatever the formula.
-      const auto live = (e.p > B::splat(0)) | (e.q > B::splat(0));
-      vs = vs + select(live, gen.term(e), B::splat(0));
-      if (want_centre) cs = cs + select(live, gen.h(e), B::splat(0));
+      const auto m = live(e);
+      if constexpr (!kStatsValue) vs = vs + select(m, gen.term(e), B::splat(0));
+      if constexpr (!kStatsCentre) {
+        if (reduce_centre) {
+          const B h = select(m, gen.h(e), B::splat(0));
+          cs = cs + h;
+          if (stash_h) store(grad + j, h, lanes);
+        }
+      }
     });
-    value = hsum_wide(vs);
-    if (want_centre) centre = hsum_wide(cs);
+    if constexpr (!kStatsValue) value = std::max(hsum_wide(vs), 0.0);
+    if (reduce_centre) centre = hsum_wide(cs);
   }
-  // A divergence is >= 0; rounding may leave a few ulp below.
-  value = std::max(value, 0.0);
   if (grad == nullptr) return {value, RowError::None};
 
-  if constexpr (kCentre == CentreFrom::Constant) {
-    centre = Gen::centre_constant;
-  } else if constexpr (kCentre == CentreFrom::Value) {
-    if (!std::isfinite(value)) return {value, RowError::UnboundedGradient};
-    centre = value + Gen::centre_offset;
-  }
+  if constexpr (kStatsCentre) centre = gen.centre(kl);
+  // An infinite centre means an infinite gradient entry (e.g. reverse KL with student mass where
+  // the teacher logit is -inf): there is no finite gradient to write.
   if (!std::isfinite(centre)) return {value, RowError::UnboundedGradient};
 
   const B cb = B::splat(static_cast<T>(centre)), gb = B::splat(out.scale);
-  auto grad_entry = [&](Index j, auto lanes) {
-    const Elem<B> e = elem(j, lanes);
+  if (stash_h) {
+    // h is in the row already: only q is recomputed (forward, where the value pass ended).
+    sweep<W>(0, n, [&](Index j, auto lanes) {
+      const B q = simd::exp2_nonpositive(log2q(j, lanes));
+      store(grad + j, gb * fnma(q, cb, load<B>(grad + j, lanes, T(0))), lanes);
+    });
+    return {value, RowError::None};
+  }
+  auto grad_entry = [&](const Elem<B>& e) {
     B h = gen.h(e);
-    if constexpr (!gen_masks_itself<Gen>::value)
-      h = select((e.p > B::splat(0)) | (e.q > B::splat(0)), h, B::splat(0));
+    if constexpr (!gen_masks_itself<Gen>::value) h = select(live(e), h, B::splat(0));
     return gb * fnma(e.q, cb, h);
   };
   if (out.beta == T(0)) {
-    sweep_reverse<W>(0, n, [&](Index j, auto lanes) { store(grad + j, grad_entry(j, lanes), lanes); });
+    sweep_reverse<W>(0, n, [&](Index j, auto lanes) { store(grad + j, grad_entry(elem(j, lanes)), lanes); });
   } else {
     const B bb = B::splat(out.beta);
     sweep_reverse<W>(0, n, [&](Index j, auto lanes) {
       const B old = load<B>(grad + j, lanes, T(0));
-      store(grad + j, fma(old, bb, grad_entry(j, lanes)), lanes);
+      store(grad + j, fma(old, bb, grad_entry(elem(j, lanes))), lanes);
     });
   }
   return {value, RowError::None};

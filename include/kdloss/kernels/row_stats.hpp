@@ -57,6 +57,7 @@ struct PairStats {
   SideStats<T> t, s;
   double cross_t = 0;          ///< \f$C_t = \sum_v e^{k(t_v-\max t)} D_v\f$
   double cross_s = 0;          ///< \f$C_s = \sum_v e^{k(s_v-\max s)} D_v\f$
+  double student_sum = 0;          ///< \f$\sum_v (s_v - \max s)\f$ (-inf if some \f$s_v = -\infty\f$)
   bool teacher_uncovered = false;  ///< some finite t_v has s_v = -inf: KL(p||q) = +inf
   bool student_uncovered = false;  ///< some finite s_v has t_v = -inf: KL(q||p) = +inf
 };
@@ -68,12 +69,14 @@ constexpr Index stats_block() {
 }
 
 /// What pass 1 accumulates (compile-time, so unused work is not compiled).
-template <bool Teacher, bool Student, bool CrossT, bool CrossS>
+template <bool Teacher, bool Student, bool CrossT, bool CrossS, bool StudentSum = false>
 struct StatsPlan {
   static constexpr bool teacher = Teacher;
   static constexpr bool student = Student;
   static constexpr bool cross_t = CrossT;
   static constexpr bool cross_s = CrossS;
+  static constexpr bool student_sum = StudentSum;  ///< also \f$\sum_v (s_v - \max s)\f$
+  static_assert(!StudentSum || Student, "the student sum needs the student row");
   static_assert(!(CrossT || CrossS) || (Teacher && Student), "cross sums need both rows");
 };
 
@@ -99,7 +102,7 @@ PairStats<T> row_stats(const TeacherRow& teacher, const T* student, Index n, T k
 
   PairStats<T> r;
   T mt = -kInf, ms = -kInf;
-  double st = 0, ss = 0, ct = 0, cs = 0;
+  double st = 0, ss = 0, ct = 0, cs = 0, lin = 0;
   B dpos = B::splat(-kInf), dneg = B::splat(-kInf);
   // exp(k (x - max)) = 2^(k log2(e) (x - max)): one multiplier folds 1/tau and log2(e).
   const B kb = B::splat(static_cast<T>(static_cast<double>(k) * 1.4426950408889634));
@@ -144,6 +147,7 @@ PairStats<T> row_stats(const TeacherRow& teacher, const T* student, Index n, T k
     const B mtb = B::splat(finite_floor(mt)), msb = B::splat(finite_floor(ms));
     B ft[2] = {B::splat(0), B::splat(0)}, fs[2] = {B::splat(0), B::splat(0)};
     B fct[2] = {B::splat(0), B::splat(0)}, fcs[2] = {B::splat(0), B::splat(0)};
+    B fsum[2] = {B::splat(0), B::splat(0)};
     auto body = [&](Index j, auto lanes, int a) {
       B dtv = B::splat(0), dsv = B::splat(0), et = B::splat(0), es = B::splat(0);
       if constexpr (Plan::teacher) {
@@ -155,6 +159,8 @@ PairStats<T> row_stats(const TeacherRow& teacher, const T* student, Index n, T k
         dsv = srow.template load<B>(j, lanes) - msb;
         es = simd::exp2_nonpositive(dsv * kb);
         fs[a] = fs[a] + es;
+        // Tail lanes read as the maximum here (they must add 0, not -inf).
+        if constexpr (Plan::student_sum) fsum[a] = fsum[a] + (load<B>(student + j, lanes, finite_floor(ms)) - msb);
       }
       if constexpr (Plan::cross_t || Plan::cross_s) {
         // D = +inf: teacher finite, student -inf. D = -inf: the reverse. NaN: both -inf (or a tail
@@ -183,11 +189,15 @@ PairStats<T> row_stats(const TeacherRow& teacher, const T* student, Index n, T k
     if constexpr (Plan::student) ss += hsum_wide(fs[0] + fs[1]);
     if constexpr (Plan::cross_t) ct += hsum_wide(fct[0]) + hsum_wide(fct[1]);
     if constexpr (Plan::cross_s) cs += hsum_wide(fcs[0]) + hsum_wide(fcs[1]);
+    // Each block's sum is relative to that block's maximum: keep the absolute part aside.
+    if constexpr (Plan::student_sum)
+      lin += hsum_wide(fsum[0] + fsum[1]) + static_cast<double>(j1 - j0) * static_cast<double>(finite_floor(ms));
   }
   r.t = {mt, st};
   r.s = {ms, ss};
   r.cross_t = ct;
   r.cross_s = cs;
+  if constexpr (Plan::student_sum) r.student_sum = lin - static_cast<double>(n) * static_cast<double>(finite_floor(ms));
   if constexpr (Plan::cross_t) r.teacher_uncovered = hmax(dpos) == kInf;
   if constexpr (Plan::cross_s) r.student_uncovered = hmax(dneg) == kInf;
   return r;

@@ -69,6 +69,7 @@ struct batch_mask<double, avx2> {
   KDLOSS_INLINE Avx2B##S fnma(Avx2B##S a, Avx2B##S b, Avx2B##S c) { return {_mm256_fnmadd_##S(a.v, b.v, c.v)}; } \
   KDLOSS_INLINE Avx2B##S max(Avx2B##S a, Avx2B##S b) { return {_mm256_max_##S(a.v, b.v)}; }       \
   KDLOSS_INLINE Avx2B##S min(Avx2B##S a, Avx2B##S b) { return {_mm256_min_##S(a.v, b.v)}; }       \
+  KDLOSS_INLINE Avx2B##S sqrt(Avx2B##S a) { return {_mm256_sqrt_##S(a.v)}; }                    \
   KDLOSS_INLINE Avx2B##S abs(Avx2B##S a) { return {_mm256_andnot_##S(_mm256_set1_##S(T(-0.0)), a.v)}; } \
   KDLOSS_INLINE Avx2M##S operator==(Avx2B##S a, Avx2B##S b) { return {_mm256_cmp_##S(a.v, b.v, _CMP_EQ_OQ)}; } \
   KDLOSS_INLINE Avx2M##S operator!=(Avx2B##S a, Avx2B##S b) { return {_mm256_cmp_##S(a.v, b.v, _CMP_NEQ_UQ)}; } \
@@ -131,6 +132,28 @@ KDLOSS_INLINE batch<double, avx2> ldexp2(batch<double, avx2> p, batch<double, av
   const __m256i e1 = _mm256_slli_epi64(_mm256_add_epi64(i1, bias), 52);
   const __m256i e2 = _mm256_slli_epi64(_mm256_add_epi64(i2, bias), 52);
   return {_mm256_mul_pd(_mm256_mul_pd(p.v, _mm256_castsi256_pd(e1)), _mm256_castsi256_pd(e2))};
+}
+
+/// Splits a finite x > 0 (normal or subnormal) into x = m * 2^e with m in [1, 2) and e integral.
+KDLOSS_INLINE void decompose(batch<float, avx2> x, batch<float, avx2>& m, batch<float, avx2>& e) {
+  const __m256 sub = _mm256_cmp_ps(x.v, _mm256_set1_ps(1.17549435e-38f), _CMP_LT_OQ);
+  const __m256 xs = _mm256_blendv_ps(x.v, _mm256_mul_ps(x.v, _mm256_set1_ps(8388608.0f)), sub);
+  const __m256i bits = _mm256_castps_si256(xs);
+  const __m256i ef = _mm256_sub_epi32(_mm256_srli_epi32(bits, 23), _mm256_set1_epi32(127));
+  e.v = _mm256_sub_ps(_mm256_cvtepi32_ps(ef), _mm256_and_ps(sub, _mm256_set1_ps(23.0f)));
+  m.v = _mm256_castsi256_ps(_mm256_or_si256(_mm256_and_si256(bits, _mm256_set1_epi32(0x007FFFFF)),
+                                            _mm256_set1_epi32(0x3F800000)));
+}
+KDLOSS_INLINE void decompose(batch<double, avx2> x, batch<double, avx2>& m, batch<double, avx2>& e) {
+  const __m256d sub = _mm256_cmp_pd(x.v, _mm256_set1_pd(2.2250738585072014e-308), _CMP_LT_OQ);
+  const __m256d xs = _mm256_blendv_pd(x.v, _mm256_mul_pd(x.v, _mm256_set1_pd(4503599627370496.0)), sub);
+  const __m256i bits = _mm256_castpd_si256(xs);
+  const __m256d two52 = _mm256_set1_pd(4503599627370496.0);
+  const __m256d ef = _mm256_sub_pd(
+      _mm256_castsi256_pd(_mm256_or_si256(_mm256_srli_epi64(bits, 52), _mm256_castpd_si256(two52))), two52);
+  e.v = _mm256_sub_pd(_mm256_sub_pd(ef, _mm256_set1_pd(1023.0)), _mm256_and_pd(sub, _mm256_set1_pd(52.0)));
+  m.v = _mm256_castsi256_pd(_mm256_or_si256(_mm256_and_si256(bits, _mm256_set1_epi64x(0x000FFFFFFFFFFFFFll)),
+                                            _mm256_set1_epi64x(0x3FF0000000000000ll)));
 }
 
 }  // namespace simd

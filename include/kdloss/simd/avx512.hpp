@@ -69,6 +69,7 @@ struct batch_mask<double, avx512> {
   KDLOSS_INLINE Avx512B##S fnma(Avx512B##S a, Avx512B##S b, Avx512B##S c) { return {_mm512_fnmadd_##S(a.v, b.v, c.v)}; } \
   KDLOSS_INLINE Avx512B##S max(Avx512B##S a, Avx512B##S b) { return {_mm512_max_##S(a.v, b.v)}; }  \
   KDLOSS_INLINE Avx512B##S min(Avx512B##S a, Avx512B##S b) { return {_mm512_min_##S(a.v, b.v)}; }  \
+  KDLOSS_INLINE Avx512B##S sqrt(Avx512B##S a) { return {_mm512_sqrt_##S(a.v)}; }                \
   KDLOSS_INLINE Avx512B##S abs(Avx512B##S a) { return {_mm512_abs_##S(a.v)}; }                    \
   KDLOSS_INLINE Avx512M##S operator==(Avx512B##S a, Avx512B##S b) { return {_mm512_cmp_##S##_mask(a.v, b.v, _CMP_EQ_OQ)}; } \
   KDLOSS_INLINE Avx512M##S operator!=(Avx512B##S a, Avx512B##S b) { return {_mm512_cmp_##S##_mask(a.v, b.v, _CMP_NEQ_UQ)}; } \
@@ -101,6 +102,17 @@ KDLOSS_INLINE double hsum_wide(batch<float, avx512> a) {
   return _mm512_reduce_add_pd(_mm512_add_pd(lo, hi));
 }
 KDLOSS_INLINE double hsum_wide(batch<double, avx512> a) { return hsum(a); }
+
+/// Splits a finite x > 0 (normal or subnormal) into x = m * 2^e with m in [1, 2) and e integral
+/// (getmant/getexp handle subnormals themselves).
+KDLOSS_INLINE void decompose(batch<float, avx512> x, batch<float, avx512>& m, batch<float, avx512>& e) {
+  m.v = _mm512_getmant_ps(x.v, _MM_MANT_NORM_1_2, _MM_MANT_SIGN_zero);
+  e.v = _mm512_getexp_ps(x.v);
+}
+KDLOSS_INLINE void decompose(batch<double, avx512> x, batch<double, avx512>& m, batch<double, avx512>& e) {
+  m.v = _mm512_getmant_pd(x.v, _MM_MANT_NORM_1_2, _MM_MANT_SIGN_zero);
+  e.v = _mm512_getexp_pd(x.v);
+}
 
 }  // namespace simd
 KDLOSS_END_NAMESPACE

@@ -2,6 +2,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
 
+#include <limits>
 #include <type_traits>
 
 #include "avx512.hpp"
@@ -81,6 +82,113 @@ KDLOSS_INLINE B exp(B x) {
   B r = fnma(n, B::splat(K::ln2_hi), x);
   r = fnma(n, B::splat(K::ln2_lo), r);
   return ldexp2(K::poly(r), n);
+}
+
+namespace detail {
+
+template <class T>
+struct log_constants;
+
+template <>
+struct log_constants<float> {
+  static constexpr float ln2_hi = 0.693359375f;
+  static constexpr float ln2_lo = -2.12194440e-4f;
+  // log1p(f) = f - f^2/2 + f^3 P(f) on [sqrt(1/2) - 1, sqrt(2) - 1]: weighted least-squares fit,
+  // max relative error 1.0e-8 in exact arithmetic.
+  template <class B>
+  static KDLOSS_INLINE B log1p_reduced(B f) {
+    B p = fma(B::splat(-6.697528064e-02f), f, B::splat(1.223955825e-01f));
+    p = fma(p, f, B::splat(-1.329059899e-01f));
+    p = fma(p, f, B::splat(1.429479271e-01f));
+    p = fma(p, f, B::splat(-1.661837399e-01f));
+    p = fma(p, f, B::splat(1.999602169e-01f));
+    p = fma(p, f, B::splat(-2.500086725e-01f));
+    p = fma(p, f, B::splat(3.333342075e-01f));
+    const B f2 = f * f;
+    return fma(p, f2 * f, fnma(f2, B::splat(0.5f), f));
+  }
+};
+
+template <>
+struct log_constants<double> {
+  static constexpr double ln2_hi = 0.6931471803691238164;
+  static constexpr double ln2_lo = 1.9082149292705877e-10;
+  // log1p(f) = 2 atanh(s), s = f / (2 + f), |s| <= 0.1716: Taylor series in s^2 to s^22
+  // (truncation below 1e-18 relative).
+  template <class B>
+  static KDLOSS_INLINE B log1p_reduced(B f) {
+    const B s = f / (B::splat(2.0) + f);
+    const B z = s * s;
+    B p = B::splat(1.0 / 23);
+    for (int k = 10; k >= 0; --k) p = fma(p, z, B::splat(1.0 / (2 * k + 1)));
+    return B::splat(2.0) * s * p;
+  }
+};
+
+template <class T>
+struct expm1_constants;
+
+template <>
+struct expm1_constants<float> {
+  // |x| < 1/2: x + x^2/2 + x^3 (1/3! + x/4! + ... + x^6/9!), truncation < 1e-9 relative.
+  template <class B>
+  static KDLOSS_INLINE B small(B x) {
+    B p = B::splat(1.0f / 362880);
+    p = fma(p, x, B::splat(1.0f / 40320));
+    p = fma(p, x, B::splat(1.0f / 5040));
+    p = fma(p, x, B::splat(1.0f / 720));
+    p = fma(p, x, B::splat(1.0f / 120));
+    p = fma(p, x, B::splat(1.0f / 24));
+    p = fma(p, x, B::splat(1.0f / 6));
+    const B x2 = x * x;
+    return fma(p, x2 * x, fma(x2, B::splat(0.5f), x));
+  }
+};
+
+template <>
+struct expm1_constants<double> {
+  // |x| < 1/2: Taylor series to x^18 (truncation < 1e-21 relative).
+  template <class B>
+  static KDLOSS_INLINE B small(B x) {
+    double c[16];
+    double f = 6;  // 3!
+    for (int k = 3; k <= 18; ++k) c[k - 3] = 1.0 / f, f *= (k + 1);
+    B p = B::splat(c[15]);
+    for (int k = 14; k >= 0; --k) p = fma(p, x, B::splat(c[k]));
+    const B x2 = x * x;
+    return fma(p, x2 * x, fma(x2, B::splat(0.5), x));
+  }
+};
+
+}  // namespace detail
+
+/// Lane-wise natural logarithm. \f$\log 0 = -\infty\f$, \f$\log(+\infty) = +\infty\f$, negative
+/// and NaN inputs give NaN, subnormal inputs are exact-range. Range reduction
+/// \f$x = m 2^e\f$, \f$m \in [\sqrt{1/2}, \sqrt 2)\f$, then a polynomial (float) or an atanh series
+/// (double) for \f$\log m\f$. Accuracy bounded by `tests/simd/exp.test.cpp`.
+template <class B>
+KDLOSS_INLINE B log(B x) {
+  using T = typename B::value_type;
+  using K = detail::log_constants<T>;
+  constexpr T kInf = std::numeric_limits<T>::infinity();
+  const auto regular = (x > B::splat(T(0))) & (x < B::splat(kInf));
+  B m, e;
+  decompose(select(regular, x, B::splat(T(1))), m, e);
+  const auto big = m > B::splat(T(1.41421356237309504880));
+  m = select(big, m * B::splat(T(0.5)), m);
+  e = select(big, e + B::splat(T(1)), e);
+  B r = fma(e, B::splat(K::ln2_hi), fma(e, B::splat(K::ln2_lo), K::log1p_reduced(m - B::splat(T(1)))));
+  r = select(x == B::splat(T(0)), B::splat(-kInf), r);
+  r = select(x == B::splat(kInf), B::splat(kInf), r);
+  return select((x < B::splat(T(0))) | (x != x), B::splat(std::numeric_limits<T>::quiet_NaN()), r);
+}
+
+/// Lane-wise \f$e^x - 1\f$, accurate for small \f$|x|\f$ (a series below 1/2, `exp(x) - 1` above).
+template <class B>
+KDLOSS_INLINE B expm1(B x) {
+  using T = typename B::value_type;
+  const B small = detail::expm1_constants<T>::small(x);
+  return select(abs(x) < B::splat(T(0.5)), small, exp(x) - B::splat(T(1)));
 }
 
 /// Lane-wise \f$2^y\f$ for \f$y \le 0\f$, the kernels' exponential (every exponent a softmax kernel

@@ -63,6 +63,7 @@ template <class T> KDLOSS_INLINE batch<T, scalar> max(batch<T, scalar> a, batch<
 /// a < b ? a : b (b when either is NaN)
 template <class T> KDLOSS_INLINE batch<T, scalar> min(batch<T, scalar> a, batch<T, scalar> b) { return {a.v < b.v ? a.v : b.v}; }
 template <class T> KDLOSS_INLINE batch<T, scalar> abs(batch<T, scalar> a) { return {std::fabs(a.v)}; }
+template <class T> KDLOSS_INLINE batch<T, scalar> sqrt(batch<T, scalar> a) { return {std::sqrt(a.v)}; }
 
 // Comparisons: ordered (false on NaN) except neq, which is true on NaN.
 template <class T> KDLOSS_INLINE batch_mask<T, scalar> operator==(batch<T, scalar> a, batch<T, scalar> b) { return {a.v == b.v}; }
@@ -122,6 +123,15 @@ KDLOSS_INLINE batch<double, scalar> ldexp2(batch<double, scalar> p, batch<double
     return f;
   };
   return {p.v * pow2(n1) * pow2(n2)};
+}
+
+/// Splits a finite x > 0 (normal or subnormal) into x = m * 2^e with m in [1, 2) and e integral.
+template <class T>
+KDLOSS_INLINE void decompose(batch<T, scalar> x, batch<T, scalar>& m, batch<T, scalar>& e) {
+  int ei = 0;
+  const T f = std::frexp(x.v, &ei);  // f in [1/2, 1)
+  m.v = f * T(2);
+  e.v = static_cast<T>(ei - 1);
 }
 
 }  // namespace simd

@@ -73,6 +73,7 @@ struct batch_mask<double, sse2> {
   KDLOSS_INLINE SseB##S fnma(SseB##S a, SseB##S b, SseB##S c) { return {_mm_sub_##S(c.v, _mm_mul_##S(a.v, b.v))}; } \
   KDLOSS_INLINE SseB##S max(SseB##S a, SseB##S b) { return {_mm_max_##S(a.v, b.v)}; }                    \
   KDLOSS_INLINE SseB##S min(SseB##S a, SseB##S b) { return {_mm_min_##S(a.v, b.v)}; }                    \
+  KDLOSS_INLINE SseB##S sqrt(SseB##S a) { return {_mm_sqrt_##S(a.v)}; }                           \
   KDLOSS_INLINE SseB##S abs(SseB##S a) { return {_mm_andnot_##S(_mm_set1_##S(T(-0.0)), a.v)}; }       \
   KDLOSS_INLINE SseM##S operator==(SseB##S a, SseB##S b) { return {_mm_cmpeq_##S(a.v, b.v)}; }            \
   KDLOSS_INLINE SseM##S operator!=(SseB##S a, SseB##S b) { return {_mm_cmpneq_##S(a.v, b.v)}; }           \
@@ -147,6 +148,28 @@ KDLOSS_INLINE batch<double, sse2> ldexp2(batch<double, sse2> p, batch<double, ss
   const __m128i e1 = _mm_slli_epi64(_mm_add_epi64(i1, bias), 52);
   const __m128i e2 = _mm_slli_epi64(_mm_add_epi64(i2, bias), 52);
   return {_mm_mul_pd(_mm_mul_pd(p.v, _mm_castsi128_pd(e1)), _mm_castsi128_pd(e2))};
+}
+
+/// Splits a finite x > 0 (normal or subnormal) into x = m * 2^e with m in [1, 2) and e integral.
+KDLOSS_INLINE void decompose(batch<float, sse2> x, batch<float, sse2>& m, batch<float, sse2>& e) {
+  // Subnormals are scaled by 2^23 first, then their exponent corrected.
+  const __m128 sub = _mm_cmplt_ps(x.v, _mm_set1_ps(1.17549435e-38f));
+  const __m128 xs = _mm_or_ps(_mm_and_ps(sub, _mm_mul_ps(x.v, _mm_set1_ps(8388608.0f))), _mm_andnot_ps(sub, x.v));
+  const __m128i bits = _mm_castps_si128(xs);
+  const __m128i ef = _mm_sub_epi32(_mm_srli_epi32(bits, 23), _mm_set1_epi32(127));
+  e.v = _mm_sub_ps(_mm_cvtepi32_ps(ef), _mm_and_ps(sub, _mm_set1_ps(23.0f)));
+  m.v = _mm_castsi128_ps(_mm_or_si128(_mm_and_si128(bits, _mm_set1_epi32(0x007FFFFF)), _mm_set1_epi32(0x3F800000)));
+}
+KDLOSS_INLINE void decompose(batch<double, sse2> x, batch<double, sse2>& m, batch<double, sse2>& e) {
+  const __m128d sub = _mm_cmplt_pd(x.v, _mm_set1_pd(2.2250738585072014e-308));
+  const __m128d xs = _mm_or_pd(_mm_and_pd(sub, _mm_mul_pd(x.v, _mm_set1_pd(4503599627370496.0))), _mm_andnot_pd(sub, x.v));
+  const __m128i bits = _mm_castpd_si128(xs);
+  // The 11-bit exponent field as a double: OR it into the mantissa of 2^52, subtract 2^52.
+  const __m128d two52 = _mm_set1_pd(4503599627370496.0);
+  const __m128d ef = _mm_sub_pd(_mm_castsi128_pd(_mm_or_si128(_mm_srli_epi64(bits, 52), _mm_castpd_si128(two52))), two52);
+  e.v = _mm_sub_pd(_mm_sub_pd(ef, _mm_set1_pd(1023.0)), _mm_and_pd(sub, _mm_set1_pd(52.0)));
+  m.v = _mm_castsi128_pd(_mm_or_si128(_mm_and_si128(bits, _mm_set1_epi64x(0x000FFFFFFFFFFFFFll)),
+                                      _mm_set1_epi64x(0x3FF0000000000000ll)));
 }
 
 }  // namespace simd

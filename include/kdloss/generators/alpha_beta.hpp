@@ -1,0 +1,139 @@
+// kdloss generators: the alpha-beta divergence (ABKD) and Amari's alpha-divergence.
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+#include <cmath>
+#include <string>
+
+#include "kl.hpp"
+
+KDLOSS_BEGIN_NAMESPACE
+namespace generators {
+
+/// The alpha–beta divergence of ABKD (Cichocki's AB-divergence), \f$\lambda = \alpha + \beta\f$:
+/// \f[ D = -\frac{1}{\alpha\beta}\sum_v\Big(p_v^\alpha q_v^\beta - \frac{\alpha}{\lambda}p_v^\lambda
+///       - \frac{\beta}{\lambda}q_v^\lambda\Big) \f]
+/// with its special cases as continuous limits: \f$\alpha = 0\f$:
+/// \f$\frac{1}{\beta^2}\sum(q^\beta\log\frac{q^\beta}{p^\beta} - q^\beta + p^\beta)\f$;
+/// \f$\beta = 0\f$: \f$\frac{1}{\alpha^2}\sum(p^\alpha\log\frac{p^\alpha}{q^\alpha} - p^\alpha +
+/// q^\alpha)\f$; \f$\lambda = 0\f$: \f$\frac{1}{\alpha^2}\sum(\log\frac{q^\alpha}{p^\alpha} +
+/// \frac{p^\alpha}{q^\alpha} - 1)\f$; \f$\alpha = \beta = 0\f$: \f$\frac12\sum(\log q - \log p)^2\f$.
+/// \f$(1, 0)\f$ is KL(p||q), \f$(0, 1)\f$ is KL(q||p), \f$(\frac12, \frac12)\f$ is
+/// \f$2\sum(\sqrt p - \sqrt q)^2\f$, \f$(\alpha, 1-\alpha)\f$ is Amari's alpha-divergence.
+///
+/// Each case is evaluated from its own formula with every power taken as \f$e^{c\log p}\f$ (so
+/// probabilities that underflow in float, and ratios beyond float's range, give the float-rounded
+/// value, never 0 times infinity); \f$h = q\,\partial D/\partial q = (q^\lambda - p^\alpha
+/// q^\beta)/\alpha\f$, \f$-q^\beta\log(p/q)\f$ at \f$\alpha = 0\f$. Near (not at) \f$\beta = 0\f$ the
+/// general formula loses about \f$\epsilon/|\beta|\f$ relative; near \f$p = q\f$ its terms cancel to
+/// an absolute error of about \f$\epsilon(p^\lambda + q^\lambda)/|\alpha\beta|\f$ per entry.
+///
+/// Limits where exactly one side is masked: \f$q_v = 0 < p_v\f$ contributes
+/// \f$p_v^\lambda/(\beta\lambda)\f$ if \f$\beta > 0\f$ and \f$\lambda > 0\f$, else \f$+\infty\f$; its
+/// gradient term is 0 (\f$\beta, \lambda > 0\f$), \f$-p^\alpha/\alpha\f$ (\f$\beta = 0 < \alpha\f$),
+/// else unbounded. \f$p_v = 0 < q_v\f$ contributes \f$q_v^\lambda/(\alpha\lambda)\f$ if
+/// \f$\alpha > 0\f$ and \f$\lambda > 0\f$, else \f$+\infty\f$, with gradient term
+/// \f$q^\lambda/\alpha\f$ if \f$\alpha > 0\f$, else unbounded.
+struct AlphaBeta {
+  static constexpr const char* name = "kdloss::AlphaBeta";
+  double alpha = 0.5;
+  double beta = 0.5;
+
+  void check(const char* who) const {
+    KDLOSS_REQUIRE(std::isfinite(alpha) && std::isfinite(beta),
+                   std::string(who) + ": alpha and beta must be finite (got " + std::to_string(alpha) +
+                       ", " + std::to_string(beta) + ")");
+  }
+
+  template <class B>
+  KDLOSS_INLINE B term(const kernels::Elem<B>& e) const {
+    using T = typename B::value_type;
+    const double lambda = alpha + beta;
+    B t;
+    if (beta == 0 && alpha == 0) {
+      t = B::splat(T(0.5)) * e.u * e.u;
+    } else if (beta == 0) {  // (p^a a u - p^a + q^a) / a^2
+      const B pa = pw(e, alpha, e.a, e.p), qa = pw(e, alpha, e.b, e.q);
+      t = (fma(pa, B::splat(T(alpha)) * e.u, qa) - pa) * B::splat(T(1 / (alpha * alpha)));
+    } else if (alpha == 0) {  // (q^b (-b u - 1) + p^b) / b^2
+      const B pb = pw(e, beta, e.a, e.p), qb = pw(e, beta, e.b, e.q);
+      t = (fma(qb, fnma(B::splat(T(beta)), e.u, B::splat(T(-1))), pb)) * B::splat(T(1 / (beta * beta)));
+    } else if (lambda == 0) {  // (-a u + e^{a u} - 1) / a^2
+      const B au = B::splat(T(alpha)) * e.u;
+      t = (simd::expm1(au) - au) * B::splat(T(1 / (alpha * alpha)));
+    } else {  // -(p^a q^b - (a/l) p^l - (b/l) q^l) / (a b)
+      const B m = simd::exp(fma(B::splat(T(alpha)), e.a, B::splat(T(beta)) * e.b));
+      const B pl = pw(e, lambda, e.a, e.p), ql = pw(e, lambda, e.b, e.q);
+      const B rest = fma(B::splat(T(alpha / lambda)), pl, B::splat(T(beta / lambda)) * ql);
+      t = (rest - m) * B::splat(T(1 / (alpha * beta)));
+    }
+    // p = q exactly (same logits): the divergence is exactly 0, not a residue of the cancellation.
+    t = select(e.a == e.b, B::splat(T(0)), t);
+    return one_sided(e, t, [&](B pa) {  // q = 0 < p
+      return beta > 0 && lambda > 0 ? pa * B::splat(T(1 / (beta * lambda))) : inf<B>();
+    }, [&](B qa) {  // p = 0 < q
+      return alpha > 0 && lambda > 0 ? qa * B::splat(T(1 / (alpha * lambda))) : inf<B>();
+    });
+  }
+
+  template <class B>
+  KDLOSS_INLINE B h(const kernels::Elem<B>& e) const {
+    using T = typename B::value_type;
+    const double lambda = alpha + beta;
+    B g;
+    if (alpha == 0) {  // -q^b u
+      g = -(pw(e, beta, e.b, e.q) * e.u);
+    } else if (beta == 0) {  // (q^a - p^a) / a
+      g = (pw(e, alpha, e.b, e.q) - pw(e, alpha, e.a, e.p)) * B::splat(T(1 / alpha));
+    } else if (lambda == 0) {  // (1 - e^{a u}) / a
+      g = -simd::expm1(B::splat(T(alpha)) * e.u) * B::splat(T(1 / alpha));
+    } else {  // (q^l - p^a q^b) / a
+      const B m = simd::exp(fma(B::splat(T(alpha)), e.a, B::splat(T(beta)) * e.b));
+      g = (pw(e, lambda, e.b, e.q) - m) * B::splat(T(1 / alpha));
+    }
+    return one_sided(e, g, [&](B) {  // q = 0 < p
+      if (beta > 0 && lambda > 0) return B::splat(T(0));
+      if (beta == 0 && alpha > 0) return -(pw(e, alpha, e.a, e.p) * B::splat(T(1 / alpha)));
+      return inf<B>();
+    }, [&](B qa) {  // p = 0 < q
+      return alpha > 0 ? qa * B::splat(T(1 / alpha)) : inf<B>();
+    });
+  }
+
+ private:
+  template <class B>
+  static KDLOSS_INLINE B inf() {
+    return B::splat(std::numeric_limits<typename B::value_type>::infinity());
+  }
+  /// \f$x^c\f$ from \f$\log x\f$ (x itself when c = 1).
+  template <class B>
+  static KDLOSS_INLINE B pw(const kernels::Elem<B>&, double c, B log_x, B x) {
+    using T = typename B::value_type;
+    return c == 1 ? x : simd::exp(B::splat(T(c)) * log_x);
+  }
+  /// Replaces the lanes where exactly one side is masked by the limits (computed only when a vector
+  /// has such a lane): q_zero(p^lambda), p_zero(q^lambda).
+  template <class B, class QZero, class PZero>
+  KDLOSS_INLINE B one_sided(const kernels::Elem<B>& e, B v, QZero q_zero, PZero p_zero) const {
+    using T = typename B::value_type;
+    const B ninf = B::splat(-std::numeric_limits<T>::infinity());
+    const auto qm = (e.b == ninf) & (e.a > ninf), pm = (e.a == ninf) & (e.b > ninf);
+    const double lambda = alpha + beta;
+    if (any(qm)) v = select(qm, q_zero(simd::exp(B::splat(T(lambda)) * e.a)), v);
+    if (any(pm)) v = select(pm, p_zero(simd::exp(B::splat(T(lambda)) * e.b)), v);
+    return v;
+  }
+};
+
+/// Amari's alpha-divergence, \f$f(r) = \frac{r^\alpha - \alpha(r - 1) - 1}{\alpha(\alpha - 1)}\f$:
+/// \f$D = \frac{1}{\alpha(\alpha-1)}\sum_v(p_v^\alpha q_v^{1-\alpha} - 1)\f$, the alpha–beta
+/// divergence at \f$(\alpha, 1-\alpha)\f$; \f$\alpha \to 1\f$ is KL(p||q) and \f$\alpha \to 0\f$ is
+/// KL(q||p), both continuous (\f$h = q(1 - r^\alpha)/\alpha\f$ up to a constant).
+struct Amari : AlphaBeta {
+  static constexpr const char* name = "kdloss::FDivergence<Amari>";
+  /// \param a Amari's alpha
+  explicit Amari(double a = 0.5) : AlphaBeta{a, 1 - a} {}
+};
+
+}  // namespace generators
+KDLOSS_END_NAMESPACE

@@ -1,0 +1,239 @@
+// kdloss generators: Jensen–Shannon, skew KL, skew reverse KL, total variation, squared Hellinger,
+// Pearson and Neyman chi-squared.
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+#include <cmath>
+#include <string>
+
+#include "kl.hpp"
+
+KDLOSS_BEGIN_NAMESPACE
+namespace generators {
+
+namespace detail {
+/// \f$\log m\f$ of the mixture \f$m = w p + (1 - w) q\f$. Formed in probability space (one log),
+/// then bounded below by \f$\max(\log w + \log p, \log(1 - w) + \log q)\f$, which holds exactly and
+/// is finite whenever one log is: where \f$p\f$ and \f$q\f$ both underflow to 0 (log-probabilities
+/// below -104 in float) the mixture's log stays finite, so no \f$0\cdot\log 0\f$ can become NaN
+/// (the failure of Liger-Kernel #1453). Where m is a normal float this equals the log-space
+/// `logaddexp` to rounding, at one transcendental instead of two; where m is subnormal, the entry's
+/// share of the value is below \f$10^{-38}/\min(w, 1-w)\f$ times a log. Equal logs give exactly that
+/// log, and a weight of 0 or 1 the exact log of the remaining component.
+template <class B>
+KDLOSS_INLINE B log_mixture(const kernels::Elem<B>& e, B w, B log_w, B log_1mw) {
+  // A weight of 0 or 1 leaves one component, whose log is exact (its probability may be
+  // subnormal, where a float log is not).
+  if (hmax(w) == 0) return e.b;
+  if (hsum(w) == static_cast<typename B::value_type>(B::size)) return e.a;
+  const B m = fma(w, e.p - e.q, e.q);
+  const B lm = max(simd::log(m), max(e.a + log_w, e.b + log_1mw));
+  // p = q exactly (same logits): log m is log p, so D(p||p) = 0 exactly, not a rounding residue.
+  return select(e.a == e.b, e.a, lm);
+}
+/// log(x) as T, with log 0 = -inf.
+template <class T>
+T log_or_ninf(double x) {
+  return x > 0 ? static_cast<T>(std::log(x)) : -std::numeric_limits<T>::infinity();
+}
+}  // namespace detail
+
+/// Generalised Jensen–Shannon divergence with TRL/Liger's convention:
+/// \f$L = \beta\,KL(p\|m) + (1-\beta)\,KL(q\|m)\f$, \f$m = \beta p + (1-\beta) q\f$, \f$0 < \beta < 1\f$
+/// (\f$\beta = 1/2\f$ is the symmetric JSD, bounded by \f$\log 2\f$).
+///
+/// \f$g = \partial L/\partial q = (1-\beta)\log(q/m)\f$, \f$h = (1-\beta)\,q\log(q/m)\f$.
+/// Limits: one side 0 contributes \f$-\beta p\log\beta\f$ or \f$-(1-\beta) q\log(1-\beta)\f$; the
+/// value and the gradient are always finite (at most the binary entropy of \f$\beta\f$).
+struct JensenShannon {
+  static constexpr const char* name = "kdloss::JensenShannon";
+  double beta = 0.5;
+  void check(const char* who) const {
+    KDLOSS_REQUIRE(beta > 0 && beta < 1,
+                   std::string(who) + ": beta must be in (0, 1) (got " + std::to_string(beta) +
+                       "); beta = 0 is KL(p||q): use ForwardKL; beta = 1 is KL(q||p): use ReverseKL");
+  }
+  template <class B>
+  KDLOSS_INLINE B term(const kernels::Elem<B>& e) const {
+    using T = typename B::value_type;
+    const B lm = mix(e);
+    const B da = max(e.a - lm, -detail::big<B>()), db = max(e.b - lm, -detail::big<B>());
+    return fma(B::splat(T(beta)) * e.p, da, B::splat(T(1 - beta)) * e.q * db);
+  }
+  template <class B>
+  KDLOSS_INLINE B h(const kernels::Elem<B>& e) const {
+    using T = typename B::value_type;
+    return B::splat(T(1 - beta)) * e.q * max(e.b - mix(e), -detail::big<B>());
+  }
+
+ private:
+  template <class B>
+  KDLOSS_INLINE B mix(const kernels::Elem<B>& e) const {
+    using T = typename B::value_type;
+    return detail::log_mixture(e, B::splat(T(beta)), B::splat(detail::log_or_ninf<T>(beta)),
+                               B::splat(detail::log_or_ninf<T>(1 - beta)));
+  }
+};
+
+/// Skew KL (DistiLLM's SKL): \f$L = KL(p\,\|\,\alpha p + (1-\alpha) q)\f$, \f$0 \le \alpha < 1\f$
+/// (\f$\alpha = 0\f$ is forward KL).
+///
+/// \f$g = -(1-\alpha)\,p/m\f$, \f$h = -(1-\alpha)\,p q/m\f$. Limits: \f$p_v = 0\f$ contributes 0;
+/// \f$q_v = 0 < p_v\f$ contributes \f$-p_v\log\alpha\f$ (\f$+\infty\f$ at \f$\alpha = 0\f$) with a
+/// finite gradient.
+struct SkewKL {
+  static constexpr const char* name = "kdloss::SkewKL";
+  double alpha = 0.1;
+  void check(const char* who) const {
+    KDLOSS_REQUIRE(alpha >= 0 && alpha < 1, std::string(who) + ": alpha must be in [0, 1) (got " +
+                                                std::to_string(alpha) + ")");
+  }
+  template <class B>
+  KDLOSS_INLINE B term(const kernels::Elem<B>& e) const {
+    return e.p * max(e.a - mix(e), -detail::big<B>());
+  }
+  template <class B>
+  KDLOSS_INLINE B h(const kernels::Elem<B>& e) const {
+    using T = typename B::value_type;
+    const B m = fma(B::splat(T(alpha)), e.p - e.q, e.q);
+    return B::splat(T(alpha - 1)) * e.p * (e.q / max(m, B::splat(std::numeric_limits<T>::min())));
+  }
+
+ private:
+  template <class B>
+  KDLOSS_INLINE B mix(const kernels::Elem<B>& e) const {
+    using T = typename B::value_type;
+    return detail::log_mixture(e, B::splat(T(alpha)), B::splat(detail::log_or_ninf<T>(alpha)),
+                               B::splat(detail::log_or_ninf<T>(1 - alpha)));
+  }
+};
+
+/// Skew reverse KL (DistiLLM's SRKL): \f$L = KL(q\,\|\,(1-\alpha) p + \alpha q)\f$,
+/// \f$0 \le \alpha < 1\f$ (\f$\alpha = 0\f$ is reverse KL).
+///
+/// \f$g = \log q + 1 - \log m - \alpha q/m\f$, \f$h = q(\log(q/m) + 1) - \alpha q^2/m\f$. Limits:
+/// \f$q_v = 0\f$ contributes 0; \f$p_v = 0 < q_v\f$ contributes \f$-q_v\log\alpha\f$ with a finite
+/// gradient (\f$+\infty\f$ and an unbounded gradient at \f$\alpha = 0\f$).
+struct SkewReverseKL {
+  static constexpr const char* name = "kdloss::SkewReverseKL";
+  double alpha = 0.1;
+  void check(const char* who) const {
+    KDLOSS_REQUIRE(alpha >= 0 && alpha < 1, std::string(who) + ": alpha must be in [0, 1) (got " +
+                                                std::to_string(alpha) + ")");
+  }
+  template <class B>
+  KDLOSS_INLINE B term(const kernels::Elem<B>& e) const {
+    return e.q * max(e.b - mix(e), -detail::big<B>());
+  }
+  template <class B>
+  KDLOSS_INLINE B h(const kernels::Elem<B>& e) const {
+    using T = typename B::value_type;
+    const B m = fma(B::splat(T(1 - alpha)), e.p - e.q, e.q);
+    const B db = max(e.b - mix(e), -detail::big<B>());
+    return fnma(B::splat(T(alpha)) * e.q, e.q / max(m, B::splat(std::numeric_limits<T>::min())),
+                e.q * (db + B::splat(T(1))));
+  }
+
+ private:
+  template <class B>
+  KDLOSS_INLINE B mix(const kernels::Elem<B>& e) const {
+    using T = typename B::value_type;
+    // m = (1 - alpha) p + alpha q: the weight of p is 1 - alpha.
+    return detail::log_mixture(e, B::splat(T(1 - alpha)), B::splat(detail::log_or_ninf<T>(1 - alpha)),
+                               B::splat(detail::log_or_ninf<T>(alpha)));
+  }
+};
+
+/// Total variation distance, \f$f(r) = \tfrac12|r - 1|\f$: \f$L = \tfrac12\sum_v |p_v - q_v|\f$,
+/// \f$0 \le L \le 1\f$.
+///
+/// \f$g = \tfrac12\,\mathrm{sign}(q - p)\f$ (subgradient 0 where \f$p = q\f$),
+/// \f$h = \tfrac12\,q\,\mathrm{sign}(q - p)\f$. Always finite.
+struct TotalVariation {
+  static constexpr const char* name = "kdloss::TotalVariation";
+  template <class B>
+  KDLOSS_INLINE B term(const kernels::Elem<B>& e) const {
+    using T = typename B::value_type;
+    return B::splat(T(0.5)) * abs(e.p - e.q);
+  }
+  template <class B>
+  KDLOSS_INLINE B h(const kernels::Elem<B>& e) const {
+    using T = typename B::value_type;
+    const B half_q = B::splat(T(0.5)) * e.q;
+    return select(e.q > e.p, half_q, select(e.q < e.p, -half_q, B::splat(T(0))));
+  }
+};
+
+/// Squared Hellinger distance, \f$f(r) = \tfrac12(\sqrt r - 1)^2\f$:
+/// \f$L = \tfrac12\sum_v(\sqrt{p_v} - \sqrt{q_v})^2 = 1 - \sum_v\sqrt{p_v q_v}\f$, \f$0 \le L \le 1\f$.
+///
+/// \f$g = \tfrac12(1 - \sqrt r)\f$, \f$h = \tfrac12(q - \sqrt{pq})\f$. Always finite.
+struct SquaredHellinger {
+  static constexpr const char* name = "kdloss::FDivergence<SquaredHellinger>";
+  template <class B>
+  KDLOSS_INLINE B term(const kernels::Elem<B>& e) const {
+    using T = typename B::value_type;
+    const B d = sqrt(e.p) - sqrt(e.q);
+    return B::splat(T(0.5)) * d * d;
+  }
+  template <class B>
+  KDLOSS_INLINE B h(const kernels::Elem<B>& e) const {
+    using T = typename B::value_type;
+    return B::splat(T(0.5)) * fnma(sqrt(e.p), sqrt(e.q), e.q);
+  }
+};
+
+/// Pearson \f$\chi^2\f$, \f$f(r) = (r - 1)^2\f$: \f$L = \sum_v (p_v - q_v)^2/q_v\f$.
+///
+/// \f$g = 1 - r^2\f$, \f$h = q - p^2/q\f$, with \f$p^2/q = e^{2\log p - \log q}\f$ (so
+/// probabilities that underflow in float never give 0/0). Limits: \f$p_v = 0\f$ contributes
+/// \f$q_v\f$; \f$q_v = 0 < p_v\f$ gives \f$+\infty\f$ and an unbounded gradient (as does a ratio
+/// beyond the float range).
+struct PearsonChi2 {
+  static constexpr const char* name = "kdloss::FDivergence<PearsonChi2>";
+  template <class B>
+  KDLOSS_INLINE B term(const kernels::Elem<B>& e) const {  // p^2/q - 2p + q (exactly 0 at p = q)
+    using T = typename B::value_type;
+    return select(e.a == e.b, B::splat(T(0)), fma(B::splat(T(-2)), e.p, ratio(e) + e.q));
+  }
+  template <class B>
+  KDLOSS_INLINE B h(const kernels::Elem<B>& e) const {
+    return e.q - ratio(e);
+  }
+
+ private:
+  template <class B>
+  static KDLOSS_INLINE B ratio(const kernels::Elem<B>& e) {  // p^2 / q
+    using T = typename B::value_type;
+    return simd::exp(fms(B::splat(T(2)), e.a, e.b));
+  }
+};
+
+/// Neyman \f$\chi^2\f$, \f$f(r) = (1 - r)^2/r\f$: \f$L = \sum_v (p_v - q_v)^2/p_v\f$.
+///
+/// \f$g = 2(1/r - 1)\f$, \f$h = 2(q^2/p - q)\f$, with \f$q^2/p = e^{2\log q - \log p}\f$. Limits:
+/// \f$q_v = 0\f$ contributes \f$p_v\f$; \f$p_v = 0 < q_v\f$ gives \f$+\infty\f$ and an unbounded
+/// gradient.
+struct NeymanChi2 {
+  static constexpr const char* name = "kdloss::FDivergence<NeymanChi2>";
+  template <class B>
+  KDLOSS_INLINE B term(const kernels::Elem<B>& e) const {  // q^2/p - 2q + p (exactly 0 at p = q)
+    using T = typename B::value_type;
+    return select(e.a == e.b, B::splat(T(0)), fma(B::splat(T(-2)), e.q, ratio(e) + e.p));
+  }
+  template <class B>
+  KDLOSS_INLINE B h(const kernels::Elem<B>& e) const {
+    using T = typename B::value_type;
+    return B::splat(T(2)) * (ratio(e) - e.q);
+  }
+
+ private:
+  template <class B>
+  static KDLOSS_INLINE B ratio(const kernels::Elem<B>& e) {  // q^2 / p
+    using T = typename B::value_type;
+    return simd::exp(fms(B::splat(T(2)), e.b, e.a));
+  }
+};
+
+}  // namespace generators
+KDLOSS_END_NAMESPACE

@@ -1,0 +1,100 @@
+// Tests of kdloss::FDivergence with the generators that have no named functor (squared Hellinger,
+// Pearson and Neyman chi-squared, Jeffreys, Amari alpha), and with a user-written generator.
+// SPDX-License-Identifier: Apache-2.0
+#include <kdloss/f_divergence.hpp>
+#include <kdloss/forward_kl.hpp>
+#include <kdloss/reverse_kl.hpp>
+
+#include "support/suite.hpp"
+
+using kdtest::specs::Amari03;
+using kdtest::specs::Hellinger;
+using kdtest::specs::Jeffreys;
+using kdtest::specs::Neyman;
+using kdtest::specs::Pearson;
+
+KDTEST_PAIR_LOSS_SUITE(Hellinger, "SquaredHellinger", "[f_divergence]")
+KDTEST_PAIR_LOSS_SUITE(Pearson, "PearsonChi2", "[f_divergence]")
+KDTEST_PAIR_LOSS_SUITE(Neyman, "NeymanChi2", "[f_divergence]")
+KDTEST_PAIR_LOSS_SUITE(Jeffreys, "Jeffreys", "[f_divergence]")
+KDTEST_PAIR_LOSS_SUITE(Amari03, "Amari 0.3", "[f_divergence]")
+
+namespace {
+// The documented example: a user generator in a few lines (squared log-ratio divergence,
+// f(r) = (log r)^2 / 2, g = f(r) - r f'(r) = (log r)^2 / 2 - log r).
+struct HalfSquaredLogRatio {
+  template <class B>
+  B term(const kdloss::kernels::Elem<B>& e) const {
+    return B::splat(0.5f) * e.q * e.u * e.u;
+  }
+  template <class B>
+  B h(const kdloss::kernels::Elem<B>& e) const {
+    return e.q * (B::splat(0.5f) * e.u * e.u - e.u);
+  }
+};
+struct UserSpec {
+  static constexpr const char* name = "kdloss::FDivergence";
+  template <class T, class Arch = kdloss::simd::best_arch>
+  static auto make(const kdloss::Options<T>& o) {
+    return kdloss::FDivergence<HalfSquaredLogRatio, T, Arch>(o);
+  }
+  static kdtest::ref::Row row(const double* s, const double* t, long v, double tau) {
+    return kdtest::ref::f_divergence(s, t, v, tau, [](kdtest::ref::LD p, kdtest::ref::LD q) {
+      const kdtest::ref::LD u = std::log(p) - std::log(q);
+      return kdtest::ref::Entry{q * u * u / 2, q * (u * u / 2 - u)};
+    });
+  }
+};
+}  // namespace
+
+TEMPLATE_TEST_CASE("a user generator works like a built-in one", "[f_divergence]", float, double) {
+  kdtest::check_reference<UserSpec, TestType>(5, 1271, {}, kdtest::seed(730));
+  kdtest::check_options_and_reductions<UserSpec, TestType>(7, 301, kdtest::seed(731));
+  kdtest::check_no_allocation<UserSpec, TestType>(9, 4099);
+}
+
+TEST_CASE("a user generator's gradient equals finite differences", "[f_divergence]") {
+  kdtest::check_finite_differences_sweep<UserSpec>(kdtest::seed(732));
+}
+
+TEMPLATE_TEST_CASE("Hellinger is between 0 and 1 and Jeffreys is ForwardKL plus ReverseKL", "[f_divergence]", float, double) {
+  using T = TestType;
+  const long n = 4, v = 500;
+  const kdloss::RowMatrix<T> S = kdtest::random_logits<T>(n, v, kdtest::seed(740), 6.0);
+  const kdloss::RowMatrix<T> Tt = kdtest::random_logits<T>(n, v, kdtest::seed(741), 6.0);
+  kdloss::Options<T> o;
+  o.reduction = kdloss::Reduction::None;
+  kdloss::Vector<T> r(n);
+  kdloss::FDivergence<kdloss::generators::SquaredHellinger, T>(o).per_row(S, Tt, r);
+  CHECK(r.minCoeff() >= T(0));
+  CHECK(r.maxCoeff() <= T(1));
+  kdloss::RowMatrix<T> G(n, v), Gf(n, v), Gr(n, v);
+  const double j = static_cast<double>(kdloss::FDivergence<kdloss::generators::Jeffreys, T>()(S, Tt, G));
+  const double f = static_cast<double>(kdloss::ForwardKL<T>()(S, Tt, Gf));
+  const double rk = static_cast<double>(kdloss::ReverseKL<T>()(S, Tt, Gr));
+  CHECK(std::fabs(j - f - rk) <= 64 * kdtest::eps<T>() * j);
+  CHECK((G - Gf - Gr).cwiseAbs().maxCoeff() <= T(64 * kdtest::eps<T>()));
+}
+
+TEST_CASE("Amari alpha-divergence is continuous at alpha 0 and 1 where it is reverse and forward KL", "[f_divergence]") {
+  const long n = 3, v = 257;
+  const kdloss::RowMatrix<double> S = kdtest::random_logits<double>(n, v, kdtest::seed(750));
+  const kdloss::RowMatrix<double> Tt = kdtest::random_logits<double>(n, v, kdtest::seed(751));
+  kdloss::RowMatrix<double> G(n, v), Gk(n, v);
+  using Amari = kdloss::FDivergence<kdloss::generators::Amari, double>;
+  const double fkl = kdloss::ForwardKL<double>()(S, Tt, Gk);
+  for (const double a : {1.0, 1 - 1e-4, 1 + 1e-4, 1 - 1e-6}) {
+    INFO("alpha " << a);
+    const double d = Amari({}, kdloss::generators::Amari(a))(S, Tt, G);
+    const double tol = std::fabs(a - 1) * 50 * fkl + 1e-12;
+    CHECK(std::fabs(d - fkl) <= tol);
+    CHECK((G - Gk).cwiseAbs().maxCoeff() <= std::fabs(a - 1) * 50 + 1e-12);
+  }
+  const double rkl = kdloss::ReverseKL<double>()(S, Tt, Gk);
+  for (const double a : {0.0, 1e-4, -1e-4, 1e-6}) {
+    INFO("alpha " << a);
+    const double d = Amari({}, kdloss::generators::Amari(a))(S, Tt, G);
+    CHECK(std::fabs(d - rkl) <= std::fabs(a) * 50 * rkl + 1e-12);
+    CHECK((G - Gk).cwiseAbs().maxCoeff() <= std::fabs(a) * 50 + 1e-12);
+  }
+}
