@@ -66,6 +66,7 @@ inline void add(const std::string& loss, const std::string& mode, const std::str
     const bool grad = mode == "grad";
     benchmark::RegisterBenchmark(name.c_str(), [fn, n = n, v = v, grad](benchmark::State& st) {
       Data& d = data(n, v);
+      benchmark::DoNotOptimize(fn(d, grad ? &d.G : nullptr));  // warm-up, untimed (caches, workspaces)
       for (auto _ : st) {
         benchmark::DoNotOptimize(fn(d, grad ? &d.G : nullptr));
         benchmark::ClobberMemory();

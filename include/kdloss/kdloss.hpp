@@ -13,3 +13,5 @@
 #include "total_variation.hpp"
 #include "alpha_beta.hpp"
 #include "cross_entropy.hpp"
+#include "adaptive_kl.hpp"
+#include "taid.hpp"

@@ -93,6 +93,12 @@ TEMPLATE_TEST_CASE("Divergence family: SIMD path equals the scalar path", "[path
   compare_all_shapes<AbZero, TestType>();
 }
 
+TEMPLATE_TEST_CASE("AdaptiveKL and Taid: SIMD path equals the scalar path", "[paths]", float, double) {
+  using namespace kdtest::specs;
+  compare_all_shapes<Akl, TestType>();
+  compare_all_shapes<Taid, TestType>();
+}
+
 TEMPLATE_TEST_CASE("CrossEntropy: SIMD path equals the scalar path", "[paths]", float, double) {
   using T = TestType;
   for (const long v : {1L, 7L, 16L, 17L, 1271L, 65537L}) {

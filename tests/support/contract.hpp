@@ -16,6 +16,8 @@
 #include <kdloss/kdloss.hpp>
 #include <limits>
 #include <string>
+#include <type_traits>
+#include <utility>
 
 #include "alloc_counter.hpp"
 #include "fixtures.hpp"
@@ -378,7 +380,13 @@ void check_errors() {
   CHECK_THROWS_WITH(loss(S3, Tt, S3), Contains("overlaps the student"));
 }
 
-/// Hot calls allocate nothing (value, value+gradient, weights, accumulate, per_row).
+template <class L, class = void>
+struct has_reserve : std::false_type {};
+template <class L>
+struct has_reserve<L, std::void_t<decltype(std::declval<const L&>().reserve(1, 1))>> : std::true_type {};
+
+/// Hot calls allocate nothing (value, value+gradient, weights, accumulate, per_row). A loss with a
+/// workspace gets `reserve(N, V)` first, as its documentation asks.
 template <class Spec, class T>
 void check_no_allocation(long n, long v) {
   const kdloss::RowMatrix<T> S = random_logits<T>(n, v, 11), Tt = random_logits<T>(n, v, 12);
@@ -386,6 +394,7 @@ void check_no_allocation(long n, long v) {
   kdloss::Vector<T> w = kdloss::Vector<T>::Ones(n), rows(n);
   w[0] = T(0);
   const auto loss = Spec::template make<T>({});
+  if constexpr (has_reserve<std::decay_t<decltype(loss)>>::value) loss.reserve(n, v);
   T sink = 0;
   NoAllocScope scope;
   sink += loss(S, Tt);

@@ -7,6 +7,7 @@
 
 #include "reference.hpp"
 #include "reference_family.hpp"
+#include "reference_adaptive.hpp"
 
 namespace kdtest::specs {
 
@@ -68,5 +69,39 @@ KDTEST_FAMILY_SPEC(AbBeta0, "kdloss::AlphaBeta", (kdloss::AlphaBeta<T, Arch>(o, 
 KDTEST_FAMILY_SPEC(AbAlpha0, "kdloss::AlphaBeta", (kdloss::AlphaBeta<T, Arch>(o, 0.0, 0.8)), ref::alpha_beta(0.0, 0.8))
 KDTEST_FAMILY_SPEC(AbSum0, "kdloss::AlphaBeta", (kdloss::AlphaBeta<T, Arch>(o, 0.5, -0.5)), ref::alpha_beta(0.5, -0.5))
 KDTEST_FAMILY_SPEC(AbZero, "kdloss::AlphaBeta", (kdloss::AlphaBeta<T, Arch>(o, 0.0, 0.0)), ref::alpha_beta(0.0, 0.0))
+
+/// AdaptiveKL at mu (x 1000, so the spec name is a type).
+template <int MuMilli>
+struct AklMu {
+  static constexpr const char* name = "kdloss::AdaptiveKL";
+  static constexpr double mu = MuMilli / 1000.0;
+  template <class T, class Arch = kdloss::simd::best_arch>
+  static kdloss::AdaptiveKL<T, Arch> make(const kdloss::Options<T>& o) {
+    return kdloss::AdaptiveKL<T, Arch>(o, mu);
+  }
+  static ref::Row row(const double* s, const double* t, long v, double tau) {
+    return ref::adaptive_kl(s, t, v, tau, mu);
+  }
+};
+using Akl = AklMu<500>;
+
+/// Taid with its interpolation weight fixed at lambda (x 1000) through the schedule's t_start.
+template <int LambdaMilli>
+struct TaidAt {
+  static constexpr const char* name = "kdloss::Taid";
+  static constexpr double lambda = LambdaMilli / 1000.0;
+  template <class T, class Arch = kdloss::simd::best_arch>
+  static kdloss::Taid<T, Arch> make(const kdloss::Options<T>& o) {
+    kdloss::TaidSchedule sc;
+    sc.t_start = lambda;
+    sc.total_steps = 1000;
+    return kdloss::Taid<T, Arch>(o, sc);
+  }
+  static ref::Row row(const double* s, const double* t, long v, double tau) {
+    // The float path mixes with lambda rounded to float (exact for the values used here).
+    return ref::taid(s, t, v, tau, lambda);
+  }
+};
+using Taid = TaidAt<400>;
 
 }  // namespace kdtest::specs

@@ -39,6 +39,27 @@ void scale_row(T* g, Eigen::Index n, T beta) {
   }
 }
 
+/// The most threads `run_rows` may use with these options (1 without OpenMP): how many per-thread
+/// scratch areas a loss with a workspace needs.
+template <class T>
+int max_threads(const Options<T>& opt) {
+#if defined(_OPENMP)
+  return opt.threads > 0 ? opt.threads : std::max(1, omp_get_max_threads());
+#else
+  (void)opt;
+  return 1;
+#endif
+}
+
+/// The calling thread's slot in [0, max_threads) inside `run_rows` (0 without OpenMP).
+inline int thread_slot() {
+#if defined(_OPENMP)
+  return omp_get_thread_num();
+#else
+  return 0;
+#endif
+}
+
 /// The row loop. `row(i, out)` computes row i and, when `out.row` is not null, writes
 /// \f$\mathrm{out.scale}\cdot\partial L_i/\partial s_i + \mathrm{out.beta}\cdot\mathrm{out.row}\f$.
 ///

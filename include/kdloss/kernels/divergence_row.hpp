@@ -83,8 +83,9 @@ RowResult divergence_row(const Gen& gen, const TeacherRow& teacher, const T* stu
   T* const grad = out.row;
 
   const PairStats<T> st = row_stats<Arch, Plan>(teacher, student, n, k);
-  if (RowError e = st.t.check(true); e != RowError::None) return {0, e};
+  // The student first: a target formed from the student (Taid, DeltaKL) inherits its defects.
   if (RowError e = st.s.check(false); e != RowError::None) return {0, e};
+  if (RowError e = st.t.check(true); e != RowError::None) return {0, e};
   const double lst = st.t.log_sum(), lss = st.s.log_sum();
   const double kd = static_cast<double>(k);
   constexpr double kInf = std::numeric_limits<double>::infinity();

@@ -60,6 +60,8 @@ struct PairStats {
   double student_sum = 0;          ///< \f$\sum_v (s_v - \max s)\f$ (-inf if some \f$s_v = -\infty\f$)
   bool teacher_uncovered = false;  ///< some finite t_v has s_v = -inf: KL(p||q) = +inf
   bool student_uncovered = false;  ///< some finite s_v has t_v = -inf: KL(q||p) = +inf
+  double teacher_m1 = 0;  ///< \f$\sum_v e^{k(t_v-\max t)}(t_v - \max t)\f$ (teacher moments, if planned)
+  double teacher_m2 = 0;  ///< \f$\sum_v e^{k(t_v-\max t)}(t_v - \max t)^2\f$
 };
 
 /// Entries per pass-1 block for a batch type B (the unit of online rescaling).
@@ -69,13 +71,16 @@ constexpr Index stats_block() {
 }
 
 /// What pass 1 accumulates (compile-time, so unused work is not compiled).
-template <bool Teacher, bool Student, bool CrossT, bool CrossS, bool StudentSum = false>
+template <bool Teacher, bool Student, bool CrossT, bool CrossS, bool StudentSum = false,
+          bool TeacherMoments = false>
 struct StatsPlan {
   static constexpr bool teacher = Teacher;
   static constexpr bool student = Student;
   static constexpr bool cross_t = CrossT;
   static constexpr bool cross_s = CrossS;
   static constexpr bool student_sum = StudentSum;  ///< also \f$\sum_v (s_v - \max s)\f$
+  /// also the first two moments of the teacher logits under p (AdaptiveKL's head estimate)
+  static constexpr bool teacher_moments = TeacherMoments;
   static_assert(!StudentSum || Student, "the student sum needs the student row");
   static_assert(!(CrossT || CrossS) || (Teacher && Student), "cross sums need both rows");
 };
@@ -102,7 +107,7 @@ PairStats<T> row_stats(const TeacherRow& teacher, const T* student, Index n, T k
 
   PairStats<T> r;
   T mt = -kInf, ms = -kInf;
-  double st = 0, ss = 0, ct = 0, cs = 0, lin = 0;
+  double st = 0, ss = 0, ct = 0, cs = 0, lin = 0, m1 = 0, m2 = 0;
   B dpos = B::splat(-kInf), dneg = B::splat(-kInf);
   // exp(k (x - max)) = 2^(k log2(e) (x - max)): one multiplier folds 1/tau and log2(e).
   const B kb = B::splat(static_cast<T>(static_cast<double>(k) * 1.4426950408889634));
@@ -134,6 +139,10 @@ PairStats<T> row_stats(const TeacherRow& teacher, const T* student, Index n, T k
     if (st > 0 && (dt > 0 || delta != 0)) {
       const double sc = dt > 0 ? std::exp(-kd * dt) : 1.0;
       ct = sc * (ct - st * delta);
+      if constexpr (Plan::teacher_moments) {  // (t - m') = (t - m) - dt
+        m2 = sc * (m2 - 2 * dt * m1 + dt * dt * st);
+        m1 = sc * (m1 - dt * st);
+      }
       st *= sc;
     }
     if (ss > 0 && (ds > 0 || delta != 0)) {
@@ -148,12 +157,20 @@ PairStats<T> row_stats(const TeacherRow& teacher, const T* student, Index n, T k
     B ft[2] = {B::splat(0), B::splat(0)}, fs[2] = {B::splat(0), B::splat(0)};
     B fct[2] = {B::splat(0), B::splat(0)}, fcs[2] = {B::splat(0), B::splat(0)};
     B fsum[2] = {B::splat(0), B::splat(0)};
+    B fm1[2] = {B::splat(0), B::splat(0)}, fm2[2] = {B::splat(0), B::splat(0)};
     auto body = [&](Index j, auto lanes, int a) {
       B dtv = B::splat(0), dsv = B::splat(0), et = B::splat(0), es = B::splat(0);
       if constexpr (Plan::teacher) {
         dtv = teacher.template load<B>(j, lanes) - mtb;
         et = simd::exp2_nonpositive(dtv * kb);
         ft[a] = ft[a] + et;
+        if constexpr (Plan::teacher_moments) {
+          // -inf entries (weight 0) are clamped so their product stays 0 rather than NaN.
+          const B x = max(dtv, B::splat(T(-1e15)));
+          const B ex = et * x;
+          fm1[a] = fm1[a] + ex;
+          fm2[a] = fma(ex, x, fm2[a]);
+        }
       }
       if constexpr (Plan::student) {
         dsv = srow.template load<B>(j, lanes) - msb;
@@ -189,6 +206,7 @@ PairStats<T> row_stats(const TeacherRow& teacher, const T* student, Index n, T k
     if constexpr (Plan::student) ss += hsum_wide(fs[0] + fs[1]);
     if constexpr (Plan::cross_t) ct += hsum_wide(fct[0]) + hsum_wide(fct[1]);
     if constexpr (Plan::cross_s) cs += hsum_wide(fcs[0]) + hsum_wide(fcs[1]);
+    if constexpr (Plan::teacher_moments) m1 += hsum_wide(fm1[0] + fm1[1]), m2 += hsum_wide(fm2[0] + fm2[1]);
     // Each block's sum is relative to that block's maximum: keep the absolute part aside.
     if constexpr (Plan::student_sum)
       lin += hsum_wide(fsum[0] + fsum[1]) + static_cast<double>(j1 - j0) * static_cast<double>(finite_floor(ms));
@@ -197,6 +215,8 @@ PairStats<T> row_stats(const TeacherRow& teacher, const T* student, Index n, T k
   r.s = {ms, ss};
   r.cross_t = ct;
   r.cross_s = cs;
+  r.teacher_m1 = m1;
+  r.teacher_m2 = m2;
   if constexpr (Plan::student_sum) r.student_sum = lin - static_cast<double>(n) * static_cast<double>(finite_floor(ms));
   if constexpr (Plan::cross_t) r.teacher_uncovered = hmax(dpos) == kInf;
   if constexpr (Plan::cross_s) r.student_uncovered = hmax(dneg) == kInf;

@@ -94,6 +94,33 @@ KDLOSS_AVX2_OPS(float, ps)
 KDLOSS_AVX2_OPS(double, pd)
 #undef KDLOSS_AVX2_OPS
 
+
+/// Number of set lanes.
+KDLOSS_INLINE int count(batch_mask<float, avx2> m) { return __builtin_popcount(static_cast<unsigned>(_mm256_movemask_ps(m.m))); }
+/// Writes the lanes of v selected by m contiguously at dst (room for a full batch); returns how many.
+KDLOSS_INLINE int compress_store(float* dst, batch_mask<float, avx2> m, batch<float, avx2> v) {
+  alignas(64) float lanes[8];
+  v.store(lanes);
+  unsigned bits = static_cast<unsigned>(_mm256_movemask_ps(m.m));
+  int c = 0;
+  for (int l = 0; l < 8; ++l)
+    if (bits >> l & 1u) dst[c++] = lanes[l];
+  return c;
+}
+
+/// Number of set lanes.
+KDLOSS_INLINE int count(batch_mask<double, avx2> m) { return __builtin_popcount(static_cast<unsigned>(_mm256_movemask_pd(m.m))); }
+/// Writes the lanes of v selected by m contiguously at dst (room for a full batch); returns how many.
+KDLOSS_INLINE int compress_store(double* dst, batch_mask<double, avx2> m, batch<double, avx2> v) {
+  alignas(64) double lanes[4];
+  v.store(lanes);
+  unsigned bits = static_cast<unsigned>(_mm256_movemask_pd(m.m));
+  int c = 0;
+  for (int l = 0; l < 4; ++l)
+    if (bits >> l & 1u) dst[c++] = lanes[l];
+  return c;
+}
+
 KDLOSS_INLINE float hmax(batch<float, avx2> a) {
   return hmax(batch<float, sse2>{_mm_max_ps(_mm256_castps256_ps128(a.v), _mm256_extractf128_ps(a.v, 1))});
 }

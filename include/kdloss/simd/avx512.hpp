@@ -96,6 +96,20 @@ KDLOSS_AVX512_OPS(float, ps, __mmask16)
 KDLOSS_AVX512_OPS(double, pd, __mmask8)
 #undef KDLOSS_AVX512_OPS
 
+/// Number of set lanes.
+KDLOSS_INLINE int count(batch_mask<float, avx512> m) { return __builtin_popcount(static_cast<unsigned>(m.m)); }
+KDLOSS_INLINE int count(batch_mask<double, avx512> m) { return __builtin_popcount(static_cast<unsigned>(m.m)); }
+/// Writes the lanes of v selected by m contiguously at dst (room for a full batch); returns how many.
+/// (Compress into a register, then a full store: the memory form of vcompressps is slow on AMD.)
+KDLOSS_INLINE int compress_store(float* dst, batch_mask<float, avx512> m, batch<float, avx512> v) {
+  _mm512_storeu_ps(dst, _mm512_maskz_compress_ps(m.m, v.v));
+  return count(m);
+}
+KDLOSS_INLINE int compress_store(double* dst, batch_mask<double, avx512> m, batch<double, avx512> v) {
+  _mm512_storeu_pd(dst, _mm512_maskz_compress_pd(m.m, v.v));
+  return count(m);
+}
+
 KDLOSS_INLINE double hsum_wide(batch<float, avx512> a) {
   const __m512d lo = _mm512_cvtps_pd(_mm512_castps512_ps256(a.v));
   const __m512d hi = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a.v), 1)));

@@ -80,6 +80,15 @@ template <class T> KDLOSS_INLINE batch<T, scalar> select(batch_mask<T, scalar> m
 /// Whether any lane of m is set.
 template <class T> KDLOSS_INLINE bool any(batch_mask<T, scalar> m) { return m.m; }
 
+/// Number of set lanes.
+template <class T> KDLOSS_INLINE int count(batch_mask<T, scalar> m) { return m.m ? 1 : 0; }
+/// Writes the lanes of v selected by m contiguously at dst (dst must have room for a full batch);
+/// returns how many.
+template <class T> KDLOSS_INLINE int compress_store(T* dst, batch_mask<T, scalar> m, batch<T, scalar> v) {
+  dst[0] = v.v;
+  return m.m ? 1 : 0;
+}
+
 /// Largest lane.
 template <class T> KDLOSS_INLINE T hmax(batch<T, scalar> a) { return a.v; }
 /// Sum of the lanes.

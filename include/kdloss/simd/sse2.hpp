@@ -95,6 +95,33 @@ KDLOSS_SSE2_OPS(float, ps)
 KDLOSS_SSE2_OPS(double, pd)
 #undef KDLOSS_SSE2_OPS
 
+
+/// Number of set lanes.
+KDLOSS_INLINE int count(batch_mask<float, sse2> m) { return __builtin_popcount(static_cast<unsigned>(_mm_movemask_ps(m.m))); }
+/// Writes the lanes of v selected by m contiguously at dst (room for a full batch); returns how many.
+KDLOSS_INLINE int compress_store(float* dst, batch_mask<float, sse2> m, batch<float, sse2> v) {
+  alignas(64) float lanes[4];
+  v.store(lanes);
+  unsigned bits = static_cast<unsigned>(_mm_movemask_ps(m.m));
+  int c = 0;
+  for (int l = 0; l < 4; ++l)
+    if (bits >> l & 1u) dst[c++] = lanes[l];
+  return c;
+}
+
+/// Number of set lanes.
+KDLOSS_INLINE int count(batch_mask<double, sse2> m) { return __builtin_popcount(static_cast<unsigned>(_mm_movemask_pd(m.m))); }
+/// Writes the lanes of v selected by m contiguously at dst (room for a full batch); returns how many.
+KDLOSS_INLINE int compress_store(double* dst, batch_mask<double, sse2> m, batch<double, sse2> v) {
+  alignas(64) double lanes[2];
+  v.store(lanes);
+  unsigned bits = static_cast<unsigned>(_mm_movemask_pd(m.m));
+  int c = 0;
+  for (int l = 0; l < 2; ++l)
+    if (bits >> l & 1u) dst[c++] = lanes[l];
+  return c;
+}
+
 KDLOSS_INLINE float hmax(batch<float, sse2> a) {
   __m128 t = _mm_max_ps(a.v, _mm_movehl_ps(a.v, a.v));
   t = _mm_max_ss(t, _mm_shuffle_ps(t, t, 1));

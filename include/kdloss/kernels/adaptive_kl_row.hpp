@@ -1,0 +1,267 @@
+// kdloss kernels: the fused row of AdaptiveKL (AKL): head/tail gaps, detached weights, and the
+// mixed forward/reverse KL gradient.
+// SPDX-License-Identifier: Apache-2.0
+#pragma once
+
+#include <cmath>
+#include <utility>
+#include <vector>
+
+#include "head_select.hpp"
+#include "row_stats.hpp"
+
+KDLOSS_BEGIN_NAMESPACE
+namespace kernels {
+
+/// What AdaptiveKL decided for one row (for logging): the head's and the tail's weights and the
+/// number of tokens in the head.
+struct AklRowInfo {
+  double w_head = 0;
+  double w_tail = 0;
+  long head_size = 0;
+};
+
+/// Per-thread scratch of the AdaptiveKL row kernel.
+template <class T>
+struct AklScratch {
+  std::vector<T> a;  ///< q - p, when the gradient row cannot hold it (accumulate form)
+  std::vector<T> r;  ///< the reverse-KL gradient q (log q - log p - KL(q||p))
+  std::vector<T> set_t, set_p, set_a;  ///< the entries above the lowest threshold (logit, p, |q - p|)
+  std::vector<T> br_t, br_p, br_a;     ///< the bracket where the head ends
+  SelectScratch<T> select;
+  void reserve(Index v) {
+    if (static_cast<Index>(a.size()) < v + 64) {
+      for (auto* x : {&a, &r, &br_t, &br_p, &br_a}) x->resize(static_cast<size_t>(v) + 64);
+      for (auto* x : {&set_t, &set_p, &set_a}) x->resize(512 + 64);
+      select.reserve(v);
+    }
+  }
+};
+
+namespace detail_akl {
+/// \f$\Phi^{-1}(x)\f$ roughly (the logistic approximation): where the head of mass mu ends, in
+/// standard deviations of the teacher logits under p above their mean.
+inline double probit(double x) { return std::log(x / (1 - x)) / 1.702; }
+
+}  // namespace detail_akl
+
+/// One row of AdaptiveKL:
+/// - pass 1: maxima, sums of exponentials, KL(p||q), KL(q||p), and the mean and spread of the
+///   teacher logits under p;
+/// - pass 2: p and q; stores A = q - p (in the gradient row when it may) and the reverse-KL
+///   gradient R; sums |p - q|, and the teacher mass above four thresholds placed around where a
+///   normal approximation of the teacher logits under p puts the end of the head; keeps the
+///   entries above the lowest threshold (a peaked teacher: a handful);
+/// - the head (top tokens, logit descending and index ascending, while the inclusive cumulative
+///   p stays <= mu; at least one): the masses say between which two thresholds it ends; an exact
+///   selection inside that bracket (or, if it ends below every threshold, inside the rest of the
+///   row, gathered by one more pass) cuts it. gap_head = sum over the head of |p - q|;
+/// - pass 3 (gradient only): \f$w_h A + w_t R\f$.
+/// All head decisions use the same float p as the masses and gaps, so the head and tail gaps add
+/// up to the row's gap as summed.
+template <class Arch, class T>
+RowResult adaptive_kl_row(const T* teacher, const T* student, Index n, T k, double mu, const GradOut<T>& out,
+                          AklScratch<T>& ws, AklRowInfo& info) {
+  using B = simd::batch<T, Arch>;
+  constexpr int W = B::size;
+  constexpr int M = 6;
+  constexpr T kNegInf = -std::numeric_limits<T>::infinity(), kPosInf = std::numeric_limits<T>::infinity();
+  using Plan = StatsPlan<true, true, true, true, false, true>;
+  const PairStats<T> st = row_stats<Arch, Plan>(PlainRow<T>{teacher}, student, n, k);
+  if (RowError e = st.s.check(false); e != RowError::None) return {0, e};
+  if (RowError e = st.t.check(true); e != RowError::None) return {0, e};
+  const double lst = st.t.log_sum(), lss = st.s.log_sum(), kd = static_cast<double>(k);
+  constexpr double kInf = std::numeric_limits<double>::infinity();
+  const double fkl = st.teacher_uncovered ? kInf : std::max(0.0, kd * st.cross_t / st.t.sum - lst + lss);
+  const double rkl = st.student_uncovered ? kInf : std::max(0.0, -kd * st.cross_s / st.s.sum + lst - lss);
+
+  // Thresholds x[0] > ... > x[M-1] around the (1 - mu) quantile of the teacher logits under p.
+  T x[M];
+  {
+    const double mean = st.teacher_m1 / st.t.sum;
+    const double sd = std::sqrt(std::max(0.0, st.teacher_m2 / st.t.sum - mean * mean));
+    const double centre = static_cast<double>(st.t.max) + mean + sd * detail_akl::probit(1 - mu);
+    const double offs[M] = {0.8, 0.3, 0.1, -0.1, -0.3, -0.8};
+    for (int i = 0; i < M; ++i) {
+      const double xi = centre + sd * offs[i];
+      // No estimate (not expected for a valid row): no thresholds, the bracket is the whole row.
+      x[i] = std::isfinite(xi) ? static_cast<T>(xi) : kPosInf;
+    }
+  }
+
+  // Pass 2.
+  constexpr double kLog2e = 1.4426950408889634;
+  const B k2 = B::splat(static_cast<T>(kd * kLog2e)), kb = B::splat(k);
+  const B mtb = B::splat(st.t.max), msb = B::splat(st.s.max);
+  const B lst2 = B::splat(static_cast<T>(lst * kLog2e)), lss2 = B::splat(static_cast<T>(lss * kLog2e));
+  const B dl = B::splat(static_cast<T>(lst - lss)), big = B::splat(std::numeric_limits<T>::max());
+  const B rb = B::splat(static_cast<T>(std::isfinite(rkl) ? rkl : 0.0));
+  const bool want_grad = out.row != nullptr;
+  T* const a_buf = want_grad && out.beta == T(0) ? out.row : ws.a.data();
+  T* const r_buf = ws.r.data();
+  T* const set_t = ws.set_t.data();
+  T* const set_p = ws.set_p.data();
+  T* const set_a = ws.set_a.data();
+  Index nk = 0;  // the kept entries are [0, nk), in index order
+  bool keeping = true;
+  constexpr Index kKeep = 512;  // at most this many (a peaked teacher keeps a handful)
+  B xb[M];
+  for (int i = 0; i < M; ++i) xb[i] = B::splat(x[i]);
+  B gap = B::splat(0), mass[M];
+  for (int i = 0; i < M; ++i) mass[i] = B::splat(0);
+  double gap_all = 0, mass_above[M] = {};
+  int nvec = 0;
+  auto flush = [&] {
+    gap_all += hsum_wide(gap);
+    gap = B::splat(0);
+    for (int i = 0; i < M; ++i) mass_above[i] += hsum_wide(mass[i]), mass[i] = B::splat(0);
+    nvec = 0;
+  };
+  // (Forward: the kept entries come out in index order, stored a full vector at a time.)
+  sweep<W>(0, n, [&](Index j, auto lanes) {
+    const B t = load<B>(teacher + j, lanes, kNegInf);
+    const B s = load<B>(student + j, lanes, kNegInf);
+    const B dt = t - mtb, ds = s - msb;
+    const B p = simd::exp2_nonpositive(fms(dt, k2, lst2));
+    const B q = simd::exp2_nonpositive(fms(ds, k2, lss2));
+    const B a = q - p, aa = abs(a);
+    gap = gap + aa;
+    for (int i = 0; i < M; ++i) mass[i] = mass[i] + select(t > xb[i], p, B::splat(0));
+    if (want_grad) {
+      store(a_buf + j, a, lanes);
+      // q = 0 makes R = 0 whatever u is; min() keeps u finite for that product (NaN -> big).
+      const B u = min(fms(dt - ds, kb, dl), big);
+      store(r_buf + j, q * (-u - rb), lanes);
+    }
+    if (keeping) {
+      const auto keep = t > xb[M - 1];
+      if (any(keep)) {
+        if (nk + W > kKeep) {
+          keeping = false;  // too many: the head is cut from the row after the pass
+        } else {
+          compress_store(set_t + nk, keep, t);
+          compress_store(set_p + nk, keep, p);
+          nk += compress_store(set_a + nk, keep, aa);
+        }
+      }
+    }
+    if (++nvec == 64) flush();
+  });
+  flush();
+
+  // The head ends among the entries (lo, hi]: every entry above hi is in it (their mass fits).
+  int i = 0;
+  while (i < M && mass_above[i] <= mu) ++i;
+  const T hi = i == 0 ? kPosInf : x[i - 1];
+  const bool to_bottom = i == M;  // the bracket reaches down to the masked (-inf) entries
+  const T lo = to_bottom ? kNegInf : x[i];
+  const double budget = mu - (i == 0 ? 0.0 : mass_above[i - 1]);
+  T* const bt = ws.br_t.data();
+  T* const bp = ws.br_p.data();
+  T* const ba = ws.br_a.data();
+  const B hib = B::splat(hi), lob = B::splat(lo);
+  constexpr T kNaN = std::numeric_limits<T>::quiet_NaN();
+  B g = B::splat(0);
+  Index above = 0, nb = 0;
+  // Above hi: |A| summed and counted; in the bracket: gathered in index order. Tail lanes read as
+  // NaN, which compares false everywhere.
+  auto classify = [&](B t) {
+    const auto up = t > hib;
+    const auto in = (to_bottom ? t >= lob : t > lob) & ~up;
+    return std::make_pair(up, in);
+  };
+  if (keeping && !to_bottom) {
+    sweep<W>(0, nk, [&](Index j, auto lanes) {
+      const B t = load<B>(set_t + j, lanes, kNaN);
+      const auto [up, in] = classify(t);
+      g = g + select(up, load<B>(set_a + j, lanes, T(0)), B::splat(0));
+      above += count(up);
+      if (any(in)) {
+        compress_store(bt + nb, in, t);
+        compress_store(bp + nb, in, load<B>(set_p + j, lanes, T(0)));
+        nb += compress_store(ba + nb, in, load<B>(set_a + j, lanes, T(0)));
+      }
+    });
+  } else {
+    // One branch-free pass over the row: logits and |A|; p only for the bracket, afterwards.
+    sweep<W>(0, n, [&](Index j, auto lanes) {
+      const B t = load<B>(teacher + j, lanes, kNaN);
+      const auto [up, in] = classify(t);
+      B a;
+      if (want_grad) {
+        a = abs(load<B>(a_buf + j, lanes, T(0)));
+      } else {
+        const B tz = load<B>(teacher + j, lanes, kNegInf), s = load<B>(student + j, lanes, kNegInf);
+        a = abs(simd::exp2_nonpositive(fms(s - msb, k2, lss2)) - simd::exp2_nonpositive(fms(tz - mtb, k2, lst2)));
+      }
+      g = g + select(up, a, B::splat(0));
+      above += count(up);
+      compress_store(bt + nb, in, t);
+      nb += compress_store(ba + nb, in, a);
+    });
+    sweep<W>(0, nb, [&](Index j, auto lanes) {
+      store(bp + j, simd::exp2_nonpositive(fms(load<B>(bt + j, lanes, kNegInf) - mtb, k2, lst2)), lanes);
+    });
+  }
+  double gap_head = hsum_wide(g);
+  // The exact cut inside the bracket (in index order, so ties go to the lower index first).
+  const HeadCut<T> cut = select_head<Arch>(bt, bp, nb, budget, ws.select);
+  long head = static_cast<long>(above + cut.size());
+  if (head == 0) {
+    // The top token alone holds more than mu: it is the head (the bracket holds the maximum).
+    for (Index j = 0; j < nb; ++j)
+      if (bt[j] == st.t.max) {
+        gap_head = static_cast<double>(ba[j]);
+        break;
+      }
+    head = 1;
+  } else {
+    const B key = B::splat(cut.key);
+    B gh = B::splat(0);
+    Index ties = cut.ties;
+    sweep<W>(0, nb, [&](Index j, auto lanes) {
+      const B t = load<B>(bt + j, lanes, kNaN);
+      const B av = load<B>(ba + j, lanes, T(0));
+      gh = gh + select(t > key, av, B::splat(0));
+      if (ties > 0 && any(t == key)) {  // ties at the cut, in index order
+        alignas(64) T tl[W], al[W];
+        t.store(tl);
+        av.store(al);
+        for (int l = 0; l < W && ties > 0; ++l)
+          if (tl[l] == cut.key) gap_head += static_cast<double>(al[l]), --ties;
+      }
+    });
+    gap_head += hsum_wide(gh);
+  }
+  const double gap_tail = std::max(0.0, gap_all - gap_head);
+  const double total = gap_head + gap_tail;
+  info.w_head = total > 0 ? gap_head / total : 0.5;
+  info.w_tail = 1 - info.w_head;
+  info.head_size = head;
+  // A zero weight switches its term off entirely (0 * inf is not a loss).
+  double value = 0;
+  if (info.w_head > 0) value += info.w_head * fkl;
+  if (info.w_tail > 0) value += info.w_tail * rkl;
+  if (!want_grad) return {value, RowError::None};
+  if (info.w_tail > 0 && !std::isfinite(rkl)) return {value, RowError::UnboundedGradient};
+
+  // Pass 3: scale (w_h A + w_t R) (+ beta G). R may hold infinities a zero weight must not see.
+  const B wh = B::splat(static_cast<T>(info.w_head)), wt = B::splat(static_cast<T>(info.w_tail));
+  const B gb = B::splat(out.scale), bb = B::splat(out.beta);
+  const bool use_r = info.w_tail > 0;
+  auto entry = [&](Index j, auto lanes) {
+    const B av = load<B>(a_buf + j, lanes, T(0));
+    return gb * (use_r ? fma(wh, av, wt * load<B>(r_buf + j, lanes, T(0))) : wh * av);
+  };
+  if (out.beta == T(0)) {
+    sweep<W>(0, n, [&](Index j, auto lanes) { store(out.row + j, entry(j, lanes), lanes); });
+  } else {
+    sweep<W>(0, n, [&](Index j, auto lanes) {
+      store(out.row + j, fma(load<B>(out.row + j, lanes, T(0)), bb, entry(j, lanes)), lanes);
+    });
+  }
+  return {value, RowError::None};
+}
+
+}  // namespace kernels
+KDLOSS_END_NAMESPACE
