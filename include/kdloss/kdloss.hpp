@@ -8,3 +8,4 @@
 #include "f_divergence.hpp"
 #include "forward_kl.hpp"
 #include "reverse_kl.hpp"
+#include "sinkhorn.hpp"
