@@ -34,9 +34,11 @@ enum class SinkhornGradient {
   /// normalisation, through the cost W and the softmax (what SinKD's autograd computes).
   Exact,
   /// The envelope approximation: the plan \f$\Pi\f$ is held fixed, \f$\partial L/\partial W = \Pi\f$.
-  /// Cheaper (no adjoint pass over the iterations) and exact only at a converged optimum of the
-  /// entropic problem's dual (and even then it drops the entropic term's dependence on W): an
-  /// approximation. Its measured difference from `Exact` is in the README.
+  /// At a converged plan this is the gradient of the entropic objective
+  /// \f$\langle\Pi, W\rangle - \varepsilon H(\Pi)\f$ (envelope theorem), not of
+  /// \f$L = \langle\Pi, W\rangle\f$: it drops \f$\langle\partial\Pi/\partial W, W\rangle\f$ even
+  /// then, and after a fixed number of iterations it is not that either. An approximation; it skips
+  /// only the O(iterations N^2) adjoint. Its measured difference from `Exact` is in the README.
   Envelope,
 };
 
