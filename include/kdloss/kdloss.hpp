@@ -15,3 +15,4 @@
 #include "cross_entropy.hpp"
 #include "adaptive_kl.hpp"
 #include "taid.hpp"
+#include "sinkhorn.hpp"

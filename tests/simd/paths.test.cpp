@@ -2,6 +2,7 @@
 // oracle), on random rows of odd sizes, masked entries, temperatures, float and double.
 // SPDX-License-Identifier: Apache-2.0
 #include "support/contract.hpp"
+#include "support/sinkhorn_bounds.hpp"
 #include "support/specs.hpp"
 
 namespace {
@@ -113,5 +114,60 @@ TEMPLATE_TEST_CASE("CrossEntropy: SIMD path equals the scalar path", "[paths]", 
       CHECK(std::fabs(a - b) <= 64 * kdtest::eps<T>() * (std::fabs(b) + 1) * std::log(static_cast<double>(v) + 2));
       CHECK((G - Gs).cwiseAbs().maxCoeff() <= T(64 * kdtest::eps<T>()));
     }
+namespace {
+
+/// Sinkhorn on this binary's instruction set against the scalar path. Both are within the bounds
+/// of tests/support/sinkhorn_bounds.hpp of the exact (double reference) result, so they differ by
+/// at most twice those bounds: cost rounding in T amplified by 1/epsilon through the plan, and
+/// entries where a student and a teacher probability tie to within a few ulp (the two paths round
+/// their probabilities differently and may see the L1 kink on different sides).
+template <class T>
+void sinkhorn_with_scalar(long n, long v, double tau, double eps, kdloss::SinkhornCost cost, std::uint32_t s,
+                          double mask) {
+  INFO("kdloss::Sinkhorn on " << simd::best_arch::name << " vs scalar: N=" << n << " V=" << v << " tau=" << tau
+                              << " eps=" << eps << " cost=" << kdloss::to_string(cost) << " mask=" << mask);
+  kdloss::RowMatrix<T> S = kdtest::random_logits<T>(n, v, s), Tt = kdtest::random_logits<T>(n, v, s + 1);
+  if (mask > 0) {
+    kdtest::mask_random(S, mask, s + 2);
+    for (long i = 0; i < n; ++i)
+      for (long j = 0; j < v; ++j)
+        if (std::isinf(static_cast<double>(S(i, j)))) Tt(i, j) = S(i, j);
+  }
+  kdloss::SinkhornOptions<T> o;
+  o.temperature = static_cast<T>(tau);
+  o.epsilon = static_cast<T>(eps);
+  o.cost = cost;
+  o.reduction = kdloss::Reduction::Sum;
+  kdloss::Sinkhorn<T> fast(o);
+  kdloss::Sinkhorn<T, simd::scalar> oracle(o);
+  kdloss::RowMatrix<T> G(n, v), Gs(n, v);
+  const double value = static_cast<double>(fast(S, Tt, G));
+  const double value_s = static_cast<double>(oracle(S, Tt, Gs));
+  const kdloss::RowMatrix<double> Sd = kdtest::to_double(S), Td = kdtest::to_double(Tt);
+  const auto r = kdtest::ref::sinkhorn(Sd.data(), Td.data(), n, v, tau, eps, o.iterations,
+                                       cost == kdloss::SinkhornCost::L1, false);
+  const auto b = kdtest::ref::sinkhorn_bounds(r, kdtest::eps<T>(), static_cast<double>(std::numeric_limits<T>::min()),
+                                              eps, tau, 1.0, cost == kdloss::SinkhornCost::L1);
+  CHECK(std::fabs(value - value_s) <= 2 * b.value);
+  std::vector<std::vector<double>> gs(static_cast<size_t>(n), std::vector<double>(static_cast<size_t>(v)));
+  for (long i = 0; i < n; ++i)
+    for (long j = 0; j < v; ++j) gs[static_cast<size_t>(i)][static_cast<size_t>(j)] = static_cast<double>(Gs(i, j));
+  const std::string why = kdtest::compare(G, gs, [&](long i, long j) {
+    return 2 * b.grad[static_cast<size_t>(i)][static_cast<size_t>(j)];
+  });
+  INFO(why);
+  CHECK(why.empty());
+}
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("Sinkhorn: SIMD path equals the scalar path", "[paths]", float, double) {
+  using T = TestType;
+  std::uint32_t s = kdtest::seed(960);
+  for (const auto cost : {kdloss::SinkhornCost::L1, kdloss::SinkhornCost::SquaredL2}) {
+    for (const long v : {1L, 2L, 3L, 7L, 8L, 9L, 15L, 16L, 17L, 31L, 33L, 63L, 65L, 1271L, 4099L})
+      sinkhorn_with_scalar<T>(v > 1000 ? 9 : 5, v, 1.0, 0.1, cost, s++, 0.0);
+    sinkhorn_with_scalar<T>(33, 300, 0.5, 0.01, cost, s++, 0.0);
+    sinkhorn_with_scalar<T>(6, 1031, 2.0, 0.1, cost, s++, 0.3);
   }
 }
