@@ -6,30 +6,11 @@
 #include <string>
 
 #include "detail/calls.hpp"
+#include "detail/labeled_calls.hpp"
 #include "detail/row_loop.hpp"
 #include "kernels/cross_entropy_row.hpp"
 
 KDLOSS_BEGIN_NAMESPACE
-namespace detail {
-
-/// Labels are an integer vector of N entries, each in [0, V) or equal to the ignore index.
-template <class L>
-void check_labels(const Eigen::MatrixBase<L>& labels, Eigen::Index n, Eigen::Index v,
-                  std::int64_t ignore_index, const char* who) {
-  static_assert(std::is_integral<typename L::Scalar>::value,
-                "kdloss: labels must be an integer vector (int32 or int64)");
-  KDLOSS_REQUIRE(labels.size() == n, std::string(who) + ": " + std::to_string(labels.size()) +
-                                         " labels for " + std::to_string(n) + " rows");
-  for (Eigen::Index i = 0; i < n; ++i) {
-    const auto y = static_cast<std::int64_t>(labels(i));
-    KDLOSS_REQUIRE(y == ignore_index || (y >= 0 && y < v),
-                   std::string(who) + ": row " + std::to_string(i) + ": label " + std::to_string(y) +
-                       " is outside [0, " + std::to_string(v) + ") and is not the ignore index (" +
-                       std::to_string(ignore_index) + ")");
-  }
-}
-
-}  // namespace detail
 
 /// Cross-entropy of the student against hard labels, with label smoothing \f$\epsilon\f$:
 /// \f[ L_i = -(1-\epsilon)\log q_{i,y_i} - \frac{\epsilon}{V}\sum_v \log q_{iv},\qquad
