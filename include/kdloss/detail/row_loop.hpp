@@ -142,7 +142,7 @@ T run_rows(const char* who, const Options<T>& opt, Eigen::Index n, Eigen::Index 
 #endif
     for (Eigen::Index c = 0; c < chunks; ++c) {
       if (bad[c] != kernels::RowError::None) {
-        if (bad[c] == kernels::RowError::BadLabel)
+        if (bad[c] == kernels::RowError::BadLabel || bad[c] == kernels::RowError::BadTarget)
           internal::fail<std::invalid_argument>(row_error(who, bad[c], bad_row[c]));
         internal::fail<std::domain_error>(row_error(who, bad[c], bad_row[c]));
       }

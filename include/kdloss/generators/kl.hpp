@@ -113,5 +113,40 @@ struct Jeffreys {
   }
 };
 
+/// Weighted forward and reverse KL, \f$L = w_f\,KL(p\|q) + w_r\,KL(q\|p)\f$ (\f$w_f, w_r \ge 0\f$;
+/// `SymmetricKL`). \f$h = w_r\,q(1 - u) - w_f\,p\f$, \f$\sum_v h_v = w_r(KL(q\|p) + 1) - w_f\f$:
+/// value and centre from pass 1. A zero weight removes its term entirely (its KL may be
+/// \f$+\infty\f$ on a masked vocabulary without affecting the loss or the gradient).
+struct WeightedKL {
+  static constexpr const char* name = "kdloss::SymmetricKL";
+  static constexpr kernels::From value_from = kernels::From::Stats;
+  static constexpr kernels::From centre_from = kernels::From::Stats;
+  static constexpr bool needs_fkl = true;
+  static constexpr bool needs_rkl = true;
+  static constexpr bool masks_itself = true;
+  double wf = 0.5, wr = 0.5;
+  double value(const kernels::KlStats& kl) const {
+    return (wf > 0 ? wf * kl.fkl : 0.0) + (wr > 0 ? wr * kl.rkl : 0.0);
+  }
+  double centre(const kernels::KlStats& kl) const { return (wr > 0 ? wr * (kl.rkl + 1.0) : 0.0) - wf; }
+  /// \f$w_f\,p(\log p - \log q) + w_r\,q(\log q - \log p)\f$
+  template <class B>
+  KDLOSS_INLINE B term(const kernels::Elem<B>& e) const {
+    using T = typename B::value_type;
+    B r = B::splat(T(0));
+    if (wf > 0) r = B::splat(static_cast<T>(wf)) * (e.p * max(e.u, -detail::big<B>()));
+    if (wr > 0) r = r - B::splat(static_cast<T>(wr)) * (e.q * min(e.u, detail::big<B>()));
+    return r;
+  }
+  /// \f$h = w_r\,q(1 - u) - w_f\,p\f$
+  template <class B>
+  KDLOSS_INLINE B h(const kernels::Elem<B>& e) const {
+    using T = typename B::value_type;
+    const B f = B::splat(static_cast<T>(wf)) * e.p;
+    if (!(wr > 0)) return -f;
+    return fms(B::splat(static_cast<T>(wr)) * e.q, B::splat(T(1)) - min(e.u, detail::big<B>()), f);
+  }
+};
+
 }  // namespace generators
 KDLOSS_END_NAMESPACE

@@ -50,5 +50,51 @@ RowResult cross_entropy_row(const T* student, Index n, T k, Index label, double 
   return {value, RowError::None};
 }
 
+/// Cross-entropy of q = softmax(s/tau) against the soft target
+/// \f$\tilde y = (1-a)\,e_{\mathrm{label}} + a\,P\f$ (PS-KD): \f$L = -\sum_v \tilde y_v \log q_v\f$,
+/// \f$\partial L/\partial s = (q - \tilde y)/\tau\f$. P is a caller's row of nonnegative numbers
+/// (a probability row); a NaN, infinite or negative entry is reported as `BadTarget`. Pass 1 is
+/// the student's statistics; pass 2 reads s and P once, for the value (and the gradient).
+template <class Arch, class T>
+RowResult soft_target_row(const T* student, const T* target, Index n, T k, Index label, double a,
+                          const GradOut<T>& out) {
+  using B = simd::batch<T, Arch>;
+  constexpr int W = B::size;
+  using Plan = StatsPlan<false, true, false, false>;
+  const PairStats<T> st = row_stats<Arch, Plan>(PlainRow<T>{nullptr}, student, n, k);
+  if (RowError e = st.s.check(false); e != RowError::None) return {0, e};
+  const double kd = static_cast<double>(k), lss = st.s.log_sum();
+  constexpr double kLog2e = 1.4426950408889634;
+  const B k2 = B::splat(static_cast<T>(kd * kLog2e)), msb = B::splat(st.s.max), kb = B::splat(k);
+  const B lss2 = B::splat(static_cast<T>(lss * kLog2e)), lssb = B::splat(static_cast<T>(lss));
+  const B gb = B::splat(out.scale), ab = B::splat(static_cast<T>(a)), zero = B::splat(T(0));
+  const B inf = B::splat(std::numeric_limits<T>::infinity());
+  T* const g = out.row;
+  const bool grad = g != nullptr;
+  const B bb = B::splat(out.beta);
+  // sum_v P_v log q_v, with 0 log 0 = 0 and P_v > 0 = q_v giving -inf; blocks of float, then double.
+  BlockSum<B> cross;
+  bool bad = false;
+  sweep<W>(0, n, [&](Index j, auto lanes) {
+    const B s = load<B>(student + j, lanes, -std::numeric_limits<T>::infinity());
+    const B pv = load<B>(target + j, lanes, T(0));
+    bad = bad || any(~((pv >= zero) & (pv < inf)));
+    const B logq = fms(s - msb, kb, lssb);
+    cross.add(select(pv > zero, pv * logq, zero));
+    if (grad) {
+      const B q = simd::exp2_nonpositive(fms(s - msb, k2, lss2));
+      B gv = gb * fnma(ab, pv, q);
+      if (out.beta != T(0)) gv = fma(load<B>(g + j, lanes, T(0)), bb, gv);
+      store(g + j, gv, lanes);
+    }
+  });
+  if (bad) return {0, RowError::BadTarget};
+  const double log_qy = kd * (static_cast<double>(student[label]) - static_cast<double>(st.s.max)) - lss;
+  double value = a > 0 ? -a * cross.value() : 0.0;
+  if (a < 1) value -= (1 - a) * log_qy;
+  if (grad) g[label] -= static_cast<T>(static_cast<double>(out.scale) * (1 - a));
+  return {value, RowError::None};
+}
+
 }  // namespace kernels
 KDLOSS_END_NAMESPACE

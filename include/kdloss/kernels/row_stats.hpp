@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #include "sweep.hpp"
 
@@ -21,6 +22,8 @@ enum class RowError : std::uint8_t {
   StudentEmpty,       ///< no finite student logit
   UnboundedGradient,  ///< the loss is +inf and its gradient has no finite value
   BadLabel,           ///< a label outside [0, V) that is not the ignore index
+  NonTargetEmpty,     ///< no finite teacher logit outside the label (DKD, NKD)
+  BadTarget,          ///< a soft-target entry that is NaN, infinite or negative
 };
 
 /// What a row kernel returns: the row's unweighted loss \f$L_i\f$ (before weighting and reduction),
@@ -93,14 +96,15 @@ struct StatsPlan {
 ///
 /// -inf logits are legal (masked vocabulary) and contribute nothing; NaN and +inf poison the sums
 /// so `SideStats::check` sees them. Tail lanes read as -inf.
-template <class Arch, class Plan, class T, class TeacherRow>
-PairStats<T> row_stats(const TeacherRow& teacher, const T* student, Index n, T k) {
+template <class Arch, class Plan, class T, class TeacherRow, class StudentRow>
+PairStats<T> row_stats(const TeacherRow& teacher, const StudentRow& srow, Index n, T k) {
+  static_assert(!Plan::student_sum || std::is_same<StudentRow, PlainRow<T>>::value,
+                "the student sum reads a plain student row");
   using B = simd::batch<T, Arch>;
   constexpr int W = B::size;
   constexpr Index kBlock = stats_block<B>();
   constexpr T kInf = std::numeric_limits<T>::infinity();
   constexpr T kBig = std::numeric_limits<T>::max();
-  const PlainRow<T> srow{student};
   // -inf maxima are replaced by the lowest finite value before subtracting, so a row that starts
   // with masked entries gives exp(-inf) = 0 instead of exp(-inf - -inf) = NaN.
   auto finite_floor = [](T m) { return std::max(m, std::numeric_limits<T>::lowest()); };
@@ -177,7 +181,7 @@ PairStats<T> row_stats(const TeacherRow& teacher, const T* student, Index n, T k
         es = simd::exp2_nonpositive(dsv * kb);
         fs[a] = fs[a] + es;
         // Tail lanes read as the maximum here (they must add 0, not -inf).
-        if constexpr (Plan::student_sum) fsum[a] = fsum[a] + (load<B>(student + j, lanes, finite_floor(ms)) - msb);
+        if constexpr (Plan::student_sum) fsum[a] = fsum[a] + (load<B>(srow.p + j, lanes, finite_floor(ms)) - msb);
       }
       if constexpr (Plan::cross_t || Plan::cross_s) {
         // D = +inf: teacher finite, student -inf. D = -inf: the reverse. NaN: both -inf (or a tail
@@ -221,6 +225,12 @@ PairStats<T> row_stats(const TeacherRow& teacher, const T* student, Index n, T k
   if constexpr (Plan::cross_t) r.teacher_uncovered = hmax(dpos) == kInf;
   if constexpr (Plan::cross_s) r.student_uncovered = hmax(dneg) == kInf;
   return r;
+}
+
+/// Pass 1 with the student row read straight from memory.
+template <class Arch, class Plan, class T, class TeacherRow>
+PairStats<T> row_stats(const TeacherRow& teacher, const T* student, Index n, T k) {
+  return row_stats<Arch, Plan>(teacher, PlainRow<T>{student}, n, k);
 }
 
 }  // namespace kernels

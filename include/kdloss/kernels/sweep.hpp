@@ -99,5 +99,22 @@ struct PlainRow {
   }
 };
 
+/// A logit row with one entry (the label's) read as -inf: the row of the "non-target" classes,
+/// renormalised over the others (DKD, NKD). A label outside [0, n) masks nothing.
+template <class T>
+struct LabelMaskedRow {
+  const T* p;
+  Index label;
+  template <class B, class L>
+  KDLOSS_INLINE B load(Index j, L lanes) const {
+    const B v = kernels::load<B>(p + j, lanes, -std::numeric_limits<T>::infinity());
+    if (label < j || label >= j + B::size) return v;
+    alignas(64) T lane[B::size];
+    v.store(lane);
+    lane[label - j] = -std::numeric_limits<T>::infinity();
+    return B::load(lane);
+  }
+};
+
 }  // namespace kernels
 KDLOSS_END_NAMESPACE

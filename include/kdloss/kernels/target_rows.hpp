@@ -26,5 +26,27 @@ struct MixRow {
   }
 };
 
+/// Delta-KD's target logits \f$t_{sft} + \alpha(s_{base} - t_{base})\f$ (\f$\alpha \ne 0\f$),
+/// read from three rows. Masked (\f$-\infty\f$): where \f$t_{sft} = -\infty\f$, or both base
+/// logits are \f$-\infty\f$. Otherwise the arithmetic decides: \f$s_{base} = -\infty\f$ masks the
+/// entry for \f$\alpha > 0\f$; \f$t_{base} = -\infty\f$ below a finite \f$s_{base}\f$ gives
+/// \f$+\infty\f$ (the ratio \f$\pi_{s0}/\pi_{t0}\f$ is unbounded), which the row checks report.
+template <class T>
+struct DeltaRow {
+  const T* t_sft;
+  const T* s_base;
+  const T* t_base;
+  T alpha;
+  template <class B, class L>
+  KDLOSS_INLINE B load(Index j, L lanes) const {
+    constexpr T kNegInf = -std::numeric_limits<T>::infinity();
+    const B a = kernels::load<B>(t_sft + j, lanes, kNegInf);
+    const B sb = kernels::load<B>(s_base + j, lanes, kNegInf), tb = kernels::load<B>(t_base + j, lanes, kNegInf);
+    const B ninf = B::splat(kNegInf);
+    const B z = fma(B::splat(alpha), sb - tb, a);
+    return select((a == ninf) | ((sb == ninf) & (tb == ninf)), ninf, z);
+  }
+};
+
 }  // namespace kernels
 KDLOSS_END_NAMESPACE
