@@ -126,6 +126,9 @@ TEMPLATE_TEST_CASE("SoftTargetCrossEntropy calls errors and allocation", "[soft_
     CHECK_THROWS_AS(ce(S, y, Pb, G), std::invalid_argument);
     CHECK_THROWS_WITH(ce(S, y, Pb, G), Contains("row 2") && Contains("soft target"));
   }
+  kdloss::RowMatrix<T> Pn = P;
+  Pn.row(3) *= T(1.01);  // not a probability row
+  CHECK_THROWS_WITH(ce(S, y, Pn), Contains("row 3") && Contains("sum"));
   const kdloss::RowMatrix<T> Pw(n, v + 1);
   CHECK_THROWS_WITH(ce(S, y, Pw), Contains("target is 4x51"));
   // a target row with mass where the student logit is -inf: +inf, finite gradient

@@ -31,8 +31,11 @@ inline double pskd_alpha(long epoch, long epochs, double alpha_T = 0.8) {
 /// probability matrix — in PS-KD, each sample's softmax from the previous epoch (initialised to the
 /// one-hot labels), which the trainer stores and passes in. \f$\alpha\f$ is the functor's
 /// (`set_alpha`, e.g. `pskd_alpha(epoch, epochs)` each epoch). PS-KD replaces the plain
-/// cross-entropy with this loss (mean over rows). P's rows are used as given (not renormalised);
-/// an entry that is NaN, infinite or negative is a std::invalid_argument naming the row.
+/// cross-entropy with this loss (mean over rows). P's rows must be probability vectors: an entry
+/// that is NaN, infinite or negative, or a row whose sum is farther than 1e-3 from 1, is a
+/// std::invalid_argument naming the row (checked on the fly, when \f$\alpha > 0\f$). Rows are
+/// used as given, not renormalised; the gradient is PS-KD's \f$q - \tilde y\f$, exactly the
+/// gradient of the value when a row sums to 1 (a float softmax row does to within rounding).
 ///
 /// Calls: `ce(S, labels, P)`, `ce(S, labels, P, dS)`, with row weights last, `accumulate(S, labels,
 /// P, dS, a, b[, w])`, `per_row(S, labels, P, out[, dS][, w])`. Rows whose label is `ignore_index`

@@ -112,7 +112,10 @@ inline std::string row_error(const char* who, kernels::RowError e, Eigen::Index 
              "likelihood ratio overflows";
       break;
     case E::BadLabel: what = "the label is outside [0, V) and is not the ignore index"; break;
-    case E::BadTarget: what = "the soft target has an entry that is NaN, infinite or negative"; break;
+    case E::BadTarget:
+      what = "the soft target is not a probability row (an entry NaN, infinite or negative, or a sum "
+             "farther than 1e-3 from 1)";
+      break;
     case E::NonTargetEmpty:
       what = "the teacher has no finite logit outside the label class, so its non-target "
              "distribution is undefined";

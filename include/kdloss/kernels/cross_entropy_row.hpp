@@ -52,8 +52,8 @@ RowResult cross_entropy_row(const T* student, Index n, T k, Index label, double 
 
 /// Cross-entropy of q = softmax(s/tau) against the soft target
 /// \f$\tilde y = (1-a)\,e_{\mathrm{label}} + a\,P\f$ (PS-KD): \f$L = -\sum_v \tilde y_v \log q_v\f$,
-/// \f$\partial L/\partial s = (q - \tilde y)/\tau\f$. P is a caller's row of nonnegative numbers
-/// (a probability row); a NaN, infinite or negative entry is reported as `BadTarget`. Pass 1 is
+/// \f$\partial L/\partial s = (q - \tilde y)/\tau\f$. P is a caller's probability row: a NaN,
+/// infinite or negative entry, or a sum farther than 1e-3 from 1, is reported as `BadTarget`. Pass 1 is
 /// the student's statistics; pass 2 reads s and P once, for the value (and the gradient).
 template <class Arch, class T>
 RowResult soft_target_row(const T* student, const T* target, Index n, T k, Index label, double a,
@@ -73,7 +73,7 @@ RowResult soft_target_row(const T* student, const T* target, Index n, T k, Index
   const bool grad = g != nullptr;
   const B bb = B::splat(out.beta);
   // sum_v P_v log q_v, with 0 log 0 = 0 and P_v > 0 = q_v giving -inf; blocks of float, then double.
-  BlockSum<B> cross;
+  BlockSum<B> cross, mass;
   bool bad = false;
   sweep<W>(0, n, [&](Index j, auto lanes) {
     const B s = load<B>(student + j, lanes, -std::numeric_limits<T>::infinity());
@@ -81,6 +81,7 @@ RowResult soft_target_row(const T* student, const T* target, Index n, T k, Index
     bad = bad || any(~((pv >= zero) & (pv < inf)));
     const B logq = fms(s - msb, kb, lssb);
     cross.add(select(pv > zero, pv * logq, zero));
+    mass.add(pv);
     if (grad) {
       const B q = simd::exp2_nonpositive(fms(s - msb, k2, lss2));
       B gv = gb * fnma(ab, pv, q);
@@ -88,7 +89,9 @@ RowResult soft_target_row(const T* student, const T* target, Index n, T k, Index
       store(g + j, gv, lanes);
     }
   });
-  if (bad) return {0, RowError::BadTarget};
+  // The rows are probability vectors: q - y~ is then the gradient of the value (in general it is
+  // (sum y~) q - y~). A row far from summing to 1 is a caller's mistake, not rounding.
+  if (bad || (a > 0 && !(std::fabs(mass.value() - 1.0) <= 1e-3))) return {0, RowError::BadTarget};
   const double log_qy = kd * (static_cast<double>(student[label]) - static_cast<double>(st.s.max)) - lss;
   double value = a > 0 ? -a * cross.value() : 0.0;
   if (a < 1) value -= (1 - a) * log_qy;
