@@ -9,6 +9,7 @@
 // (DIR = ./distill_demo_out by default).
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -109,6 +110,9 @@ int main(int argc, char** argv) {
     else die("unknown flag " + f);
   }
   if (!(cfg.adam.lr > 0)) die("--lr must be > 0");
+  // Small vocabularies keep the language sparse: at most V/4 bigram and V/8 skip successors.
+  cfg.language.bigram_successors = std::min(cfg.language.bigram_successors, std::max(1, cfg.language.vocab / 4));
+  cfg.language.skip_successors = std::min(cfg.language.skip_successors, std::max(1, cfg.language.vocab / 8));
   std::vector<Divergence> chosen;
   if (which == "all") chosen = all;
   else {

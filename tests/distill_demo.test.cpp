@@ -3,6 +3,7 @@
 // result holds: every student ends closer to the teacher, forward KL's student has the lower
 // KL(p||q) and reverse KL's the lower KL(q||p).
 // SPDX-License-Identifier: Apache-2.0
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <map>
@@ -63,6 +64,36 @@ TEST_CASE("distill_demo: the teacher's logits are the exact log-probabilities of
     const double sd = std::sqrt(p[v] * (1 - p[v]) / draws);
     INFO("token " << v << " p = " << p[v] << " frequency = " << count[v] / draws);
     CHECK(std::abs(count[v] / draws - p[v]) <= 4 * sd + 1e-5);
+  }
+}
+
+TEST_CASE("distill_demo: the head is the teacher's top tokens up to 50% of the mass", "[demo]") {
+  for (int vocab : {16, 300}) {
+    distill_demo::LanguageSpec spec;
+    spec.vocab = vocab;
+    spec.bigram_successors = std::min(24, vocab / 4);
+    spec.skip_successors = std::min(8, vocab / 8);
+    const distill_demo::Language lang(spec, 3);
+    const distill_demo::EvalSet eval(lang, 20, 4, 0.5);
+    for (Eigen::Index i = 0; i < eval.size(); ++i) {
+      const Eigen::VectorXd p = eval.teacher().row(i).cast<double>().array().exp().transpose();
+      const std::vector<int>& head = eval.head(i);
+      REQUIRE(!head.empty());
+      Eigen::Index top = 0;
+      p.maxCoeff(&top);
+      CHECK(head[0] == top);
+      double mass = 0;
+      for (std::size_t j = 0; j < head.size(); ++j) {
+        mass += p[head[j]];
+        if (j > 0) CHECK(p[head[j]] <= p[head[j - 1]]);
+      }
+      CHECK((head.size() == 1 || mass <= 0.5));
+      // The next most likely token outside the head would take the mass past 50 %.
+      double next = 0;
+      for (int v = 0; v < vocab; ++v)
+        if (std::find(head.begin(), head.end(), v) == head.end()) next = std::max(next, p[v]);
+      CHECK(mass + next > 0.5);
+    }
   }
 }
 

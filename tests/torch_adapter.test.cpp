@@ -300,6 +300,14 @@ TEST_CASE("torch adapter: bad inputs are clear errors", "[torch]") {
                     Catch::Contains("labels must be an integer tensor"));
   CHECK_THROWS_WITH(kdloss::libtorch::apply(f, torch::randn({}), torch::randn({})),
                     Catch::Contains("at least one dimension"));
+  CHECK_THROWS_WITH(kdloss::libtorch::apply(f, torch::randn({3, 0}), torch::randn({3, 0})),
+                    Catch::Contains("the vocabulary is empty"));
+  // No rows is legal: loss 0.
+  const at::Tensor none = torch::randn({0, 5}).requires_grad_(true);
+  const at::Tensor zero = kdloss::libtorch::apply(f, none, torch::randn({0, 5}));
+  zero.backward();
+  CHECK(zero.item<float>() == 0.0f);
+  CHECK(none.grad().sizes() == none.sizes());
   // kdloss's own checks come through: NaN logits name the row.
   at::Tensor bad = torch::randn({2, 5});
   bad.index_put_({1, 2}, NAN);

@@ -94,7 +94,7 @@ class EvalSet {
       std::iota(order.begin(), order.end(), 0);
       // The head is a few tokens: sort only the first candidates, by probability then index.
       auto by_p = [&](int x, int y) { return m_p(i, x) > m_p(i, y) || (m_p(i, x) == m_p(i, y) && x < y); };
-      std::size_t k = 64;
+      std::size_t k = std::min<std::size_t>(64, order.size());
       for (;; k = std::min<std::size_t>(order.size(), 4 * k)) {
         std::partial_sort(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(k), order.end(), by_p);
         double mass = 0;
@@ -116,6 +116,8 @@ class EvalSet {
   const Eigen::VectorXi& a() const noexcept { return m_a; }
   const Eigen::VectorXi& b() const noexcept { return m_b; }
   const kdloss::RowMatrix<float>& teacher() const noexcept { return m_teacher; }
+  /// The teacher's head of context i: its top tokens, most likely first.
+  const std::vector<int>& head(Eigen::Index i) const { return m_head[static_cast<std::size_t>(i)]; }
   /// Mean number of head tokens per context.
   double mean_head_size() const {
     double s = 0;

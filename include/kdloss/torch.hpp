@@ -65,6 +65,7 @@ Rows checked_rows(const at::Tensor& x, const char* who, const char* what) {
               "; kdloss computes on the CPU (move it with .cpu())");
   TORCH_CHECK(x.layout() == at::kStrided, who, ": ", what, " must be a dense (strided) tensor");
   TORCH_CHECK(x.dim() >= 1, who, ": ", what, " must have at least one dimension [.., V]");
+  TORCH_CHECK(x.size(-1) > 0, who, ": the vocabulary is empty (", what, " is ", dims(x), ")");
   const at::ScalarType st = x.scalar_type();
   TORCH_CHECK(st == scalar_type<T>() || st == at::kBFloat16 || st == at::kHalf, who, ": ", what, " is ",
               c10::toString(st), " but this loss computes in ", c10::toString(scalar_type<T>()),
@@ -109,7 +110,6 @@ struct Function : public torch::autograd::Function<Function<Loss>> {
                 " but teacher is ", detail::dims(teacher),
                 " (a wider teacher vocabulary can be passed as teacher.narrow(-1, 0, V) at no cost)");
     const int64_t n = s.rows.size(0), v = s.rows.size(1);
-    TORCH_CHECK(n == 0 || v > 0, who, ": the vocabulary is empty (V = 0)");
     using RowMap = Eigen::Map<const RowMatrix<Scalar>, Eigen::Unaligned, Eigen::OuterStride<>>;
     const RowMap sm(s.rows.data_ptr<Scalar>(), n, v, Eigen::OuterStride<>(n > 1 ? s.rows.stride(0) : v));
     const RowMap tm(t.rows.data_ptr<Scalar>(), n, v, Eigen::OuterStride<>(n > 1 ? t.rows.stride(0) : v));
