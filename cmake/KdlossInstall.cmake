@@ -5,7 +5,7 @@ include(CMakePackageConfigHelpers)
 set(KDLOSS_CMAKEDIR "${CMAKE_INSTALL_DATADIR}/cmake/kdloss" CACHE STRING
     "Where the kdloss CMake package files are installed")
 
-install(TARGETS kdloss EXPORT kdlossTargets FILE_SET HEADERS)
+install(TARGETS kdloss EXPORT kdlossTargets FILE_SET HEADERS FILE_SET torch_adapter)
 install(EXPORT kdlossTargets NAMESPACE kdloss:: DESTINATION "${KDLOSS_CMAKEDIR}")
 configure_package_config_file(cmake/kdlossConfig.cmake.in
   "${PROJECT_BINARY_DIR}/kdlossConfig.cmake" INSTALL_DESTINATION "${KDLOSS_CMAKEDIR}")
