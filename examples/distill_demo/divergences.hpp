@@ -4,6 +4,7 @@
 
 #include <Eigen/Core>
 #include <functional>
+#include <memory>
 #include <kdloss/kdloss.hpp>
 #include <string>
 #include <vector>
@@ -42,18 +43,14 @@ LossFn divergence(Loss loss) {
   return [loss](const Batch& b, kdloss::RowMatrix<float>& grad) { return loss(b.student, b.teacher, grad); };
 }
 
-/// Every training loss of the demo, in table order. Adding a loss is one entry; e.g. a stateful
-/// one whose schedule advances once per optimizer step:
-/// \code
-/// {"taid", "Taid", [] {
-///    auto taid = std::make_shared<kdloss::Taid<float>>();
-///    return LossFn([taid](const Batch& b, kdloss::RowMatrix<float>& g) {
-///      const float l = (*taid)(b.student, b.teacher, g);
-///      taid->advance(l);
-///      return l;
-///    });
-///  }},
-/// \endcode
+/// Adapts a loss that also takes the sampled next tokens as labels, `f(S, T, labels, dS)`.
+template <class Loss>
+LossFn labeled(Loss loss) {
+  return [loss](const Batch& b, kdloss::RowMatrix<float>& grad) { return loss(b.student, b.teacher, b.next, grad); };
+}
+
+/// Every training loss of the demo, in table order. Adding a loss is one entry; a stateful one
+/// (TAID's schedule, AdaptiveKL's and Sinkhorn's workspaces) lives in a shared_ptr the LossFn owns.
 inline std::vector<Divergence> registry() {
   const kdloss::Options<float> opt{};  // temperature 1, mean over the batch's rows
   return {
@@ -64,6 +61,40 @@ inline std::vector<Divergence> registry() {
       {"srkl", "SkewReverseKL(0.1)", [=] { return divergence(kdloss::SkewReverseKL<float>(opt, 0.1)); }},
       {"tv", "TotalVariation", [=] { return divergence(kdloss::TotalVariation<float>(opt)); }},
       {"ab", "AlphaBeta(0.2,0.7)", [=] { return divergence(kdloss::AlphaBeta<float>(opt, 0.2, 0.7)); }},
+      {"sym", "SymmetricKL(0.5)", [=] { return divergence(kdloss::SymmetricKL<float>(opt, 0.5)); }},
+      {"akl", "AdaptiveKL(0.5)", [=] {
+         auto akl = std::make_shared<kdloss::AdaptiveKL<float>>(opt, 0.5);
+         return LossFn([akl](const Batch& b, kdloss::RowMatrix<float>& g) { return (*akl)(b.student, b.teacher, g); });
+       }},
+      // TAID: the schedule advances once per optimizer step with that step's loss.
+      {"taid", "Taid(0.4->1)", [=] {
+         auto taid = std::make_shared<std::unique_ptr<kdloss::Taid<float>>>();
+         return LossFn([taid, opt](const Batch& b, kdloss::RowMatrix<float>& g) {
+           if (!*taid) {
+             kdloss::TaidSchedule sched;
+             sched.total_steps = b.steps;
+             *taid = std::make_unique<kdloss::Taid<float>>(opt, sched);
+           }
+           const float l = (**taid)(b.student, b.teacher, g);
+           (*taid)->advance(l);
+           return l;
+         });
+       }},
+      // SinKD: its optimal-transport term between the batch's rows (L1 cost, epsilon 0.1) is an
+      // addition to a KD loss (SinKD's T0 recipe: KL + Sinkhorn + CE), not a loss on its own: the
+      // transport plan may match a student row to another row's teacher. So: ForwardKL + Sinkhorn,
+      // one gradient buffer through accumulate().
+      {"sinkhorn", "FKL + Sinkhorn(L1,0.1)", [=] {
+         auto sk = std::make_shared<kdloss::Sinkhorn<float>>();
+         const kdloss::ForwardKL<float> fkl(opt);
+         return LossFn([sk, fkl](const Batch& b, kdloss::RowMatrix<float>& g) {
+           const float l = fkl.accumulate(b.student, b.teacher, g, 1.0f, 0.0f);
+           return l + sk->accumulate(b.student, b.teacher, g, 1.0f, 1.0f);
+         });
+       }},
+      // The seed papers' label-based methods, with the sampled next token as the label.
+      {"dkd", "Decoupled(1,8,T=4)", [=] { return labeled(kdloss::Decoupled<float>()); }},
+      {"nkd", "NormalizedKD(1.5)", [=] { return labeled(kdloss::NormalizedKD<float>(opt, 1.5)); }},
       // Baseline without a teacher: cross-entropy against the token the language actually
       // produced next (one sample of p per context instead of p itself).
       {"ce", "CE on sampled tokens", [=] {

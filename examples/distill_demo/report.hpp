@@ -139,11 +139,12 @@ inline std::vector<double> nice_ticks(double lo, double hi, int target, double* 
   return t;
 }
 
-/// Palette (colour-blind-friendly Tableau 10); the hard-label baseline is drawn dashed grey.
+/// Palette (Tableau 20 without its greys: the hard-label baseline alone is drawn dashed grey).
 inline const char* colour(std::size_t i) {
-  static const char* c[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
-                            "#8c564b", "#e377c2", "#17becf", "#bcbd22", "#7f7f7f"};
-  return c[i % 10];
+  static const char* c[] = {"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b",
+                            "#e377c2", "#17becf", "#bcbd22", "#aec7e8", "#ffbb78", "#98df8a",
+                            "#ff9896", "#c5b0d5", "#c49c94", "#f7b6d2", "#9edae5", "#dbdb8d"};
+  return c[i % 18];
 }
 
 }  // namespace svg
@@ -258,13 +259,16 @@ inline std::string plot_svg(const std::vector<Curve>& curves, const std::string&
     const std::size_t k = metrics.size();
     const int px = static_cast<int>(k % cols) * pw + 40, py = top + static_cast<int>(k / cols) * ph + 34;
     o << "<text x=\"" << px << "\" y=\"" << py << "\" font-size=\"14\" font-weight=\"bold\">students trained with</text>\n";
+    // One column of up to 10 entries, then a second one beside it.
+    const std::size_t per_column = 10;
     for (std::size_t c = 0; c < curves.size(); ++c) {
       const bool baseline = curves[c].key == "ce";
-      const int y = py + 24 + static_cast<int>(c) * 24;
-      o << "<line x1=\"" << px << "\" y1=\"" << y - 4 << "\" x2=\"" << px + 34 << "\" y2=\"" << y - 4 << "\" stroke=\""
+      const int x = px + static_cast<int>(c / per_column) * 200;
+      const int y = py + 24 + static_cast<int>(c % per_column) * 24;
+      o << "<line x1=\"" << x << "\" y1=\"" << y - 4 << "\" x2=\"" << x + 34 << "\" y2=\"" << y - 4 << "\" stroke=\""
         << (baseline ? "#7f7f7f" : colour(c)) << "\" stroke-width=\"3\"" << (baseline ? " stroke-dasharray=\"6 4\"" : "")
         << "/>\n";
-      o << "<text x=\"" << px + 44 << "\" y=\"" << y << "\" font-size=\"13\">" << esc(curves[c].name) << "</text>\n";
+      o << "<text x=\"" << x + 44 << "\" y=\"" << y << "\" font-size=\"13\">" << esc(curves[c].name) << "</text>\n";
     }
   }
   o << "</svg>\n";
