@@ -114,6 +114,9 @@ TEMPLATE_TEST_CASE("CrossEntropy: SIMD path equals the scalar path", "[paths]", 
       CHECK(std::fabs(a - b) <= 64 * kdtest::eps<T>() * (std::fabs(b) + 1) * std::log(static_cast<double>(v) + 2));
       CHECK((G - Gs).cwiseAbs().maxCoeff() <= T(64 * kdtest::eps<T>()));
     }
+  }
+}
+
 namespace {
 
 /// Sinkhorn on this binary's instruction set against the scalar path. Both are within the bounds
