@@ -16,3 +16,4 @@
 #include "adaptive_kl.hpp"
 #include "taid.hpp"
 #include "sinkhorn.hpp"
+#include "plackett_luce.hpp"
