@@ -14,7 +14,9 @@
 KDLOSS_BEGIN_NAMESPACE
 namespace kernels {
 
-/// Independent scan chains (segments of the ranking scanned at once, to hide the add latency).
+/// Ranked positions per block of the scans (a block's data stays in L1 between its passes).
+constexpr Index kPldBlock = 64;
+/// Blocks scanned at once (independent chains, to hide the add latency).
 constexpr int kPldChains = 4;
 
 /// Per-thread scratch of the PLD row kernel, for rows of up to `capacity()` classes.
@@ -22,10 +24,10 @@ template <class T>
 struct PldScratch {
   RadixScratch<T> sort;
   std::vector<std::uint32_t> index;  ///< the class at each ranked position
-  std::vector<T> e;                  ///< \f$e^{s - \max s}\f$ in ranked order
-  std::vector<T> alpha;              ///< teacher weights in ranked order
-  std::vector<T> c;                  ///< suffix sums of e, then \f$\alpha / c\f$
-  std::vector<T> prefix;             ///< \f$P\f$ in class order
+  std::vector<T> e;                  ///< ranked student logits, then e, c, and alpha / c
+  std::vector<T> alpha;              ///< ranked teacher logits, then their unnormalised weights
+  std::vector<T> prefix;             ///< \f$S_t P\f$ in class order
+  std::vector<double> blocks;        ///< per block of the ranking: the total of a / c
   std::vector<double> lse;           ///< suffix log-sum-exps of the exact (slow) path
   Index capacity() const { return static_cast<Index>(e.size()); }
   void reserve(Index v) {
@@ -35,9 +37,9 @@ struct PldScratch {
       index.resize(n);
       e.resize(n);
       alpha.resize(n);
-      c.resize(n);
       prefix.resize(n);
       lse.resize(n);
+      blocks.resize((n + static_cast<size_t>(kPldBlock) - 1) / static_cast<size_t>(kPldBlock));
     }
   }
 };
@@ -51,7 +53,7 @@ struct PlainSum {
   KDLOSS_INLINE double value() const { return s; }
 };
 
-/// A compensated running sum (double rows: a scan of V/4 terms keeps a few ulp, not V/4).
+/// A compensated running sum (double rows: the carries across V/64 blocks keep a few ulp).
 struct CompensatedSum {
   double s = 0, comp = 0;
   KDLOSS_INLINE void add(double x) {
@@ -150,12 +152,17 @@ KDLOSS_NOINLINE RowResult exact_row(const T* teacher, const T* student, Index n,
 /// row's student maximum. The gradient written is `scale * dL` (no 1/tau: the student is not
 /// softened; the caller passes the loop's scale times tau).
 ///
-/// Passes: row statistics (teacher max and sum at k, student max, the finite checks); the radix
-/// sort; the ranked gather (blocks of 256: e and alpha by the vector exp, the linear part of L);
-/// the suffix sums c (4 chains); log c, alpha / c and their per-chain totals (vector); the prefix
-/// sums P with the gradient scattered back through pi (4 chains; gradient calls only). A row
-/// whose weighted suffix sums fall below `min_suffix` (a student logit spread of more than about
-/// 40 (float) or 620 (double) nats around a weighted stage) takes the exact double path instead.
+/// Passes: the maxima and finite checks of both rows (vector); the radix sort (a pre-pass of keys
+/// and histograms, then its passes, the last of which lays out the ranked class, student logit
+/// and teacher logit); one backward pass over the ranking in blocks of 64 that stay in L1: e and
+/// the unnormalised weights \f$a = e^{k(t - \max t)}\f$ (vector exp; \f$\alpha = a / S_t\f$ with
+/// \f$S_t = \sum a\f$), the suffix sums c (a scalar chain per block, 4 blocks' chains
+/// interleaved, each started at the total of the blocks after it), \f$\sum a \log c\f$ and
+/// \f$a / c\f$ (vector); for the gradient, the prefix sums \f$S_t P\f$ forward in the same
+/// blocks, scattered to class order, then \f$(e\,S_t P - a) / S_t\f$ in class order (vector).
+/// Sums run in double (float rows) or compensated double (double rows). A row with a weighted
+/// stage whose suffix sum falls below `min_suffix` (its remaining student logits all about 40
+/// (float) or 620 (double) nats below the row's maximum) takes the exact double path instead.
 ///
 /// Masked classes: a class with a -inf teacher logit has \f$\alpha = 0\f$ (ranked last); a -inf
 /// student logit gets gradient \f$-\alpha\f$ and adds nothing to any suffix; a finite teacher
@@ -173,132 +180,175 @@ RowResult plackett_luce_row(const T* teacher, const T* student, Index n, Index l
   constexpr T kNegInf = -std::numeric_limits<T>::infinity();
   constexpr double kLog2e = 1.4426950408889634;
 
-  const PairStats<T> st =
-      row_stats<Arch, StatsPlan<true, true, false, false>>(PlainRow<T>{teacher}, student, n, k);
-  if (RowError e = st.s.check(false); e != RowError::None) return {0, e};
-  if (RowError e = st.t.check(true); e != RowError::None) return {0, e};
-  const double kd = static_cast<double>(k), lst = st.t.log_sum();
+  // The maxima and finite checks of both rows in one vector pass (it also brings the teacher row
+  // into cache for the sort's pre-pass).
+  const B ninf = B::splat(kNegInf);
+  B smax = ninf, tmax = ninf;
+  auto snan = ninf != ninf;
+  auto tnan = snan;
+  sweep<W>(0, n, [&](Index j, auto lanes) {
+    const B x = load<B>(student + j, lanes, kNegInf), y = load<B>(teacher + j, lanes, kNegInf);
+    snan = snan | (x != x);
+    tnan = tnan | (y != y);
+    smax = max(x, smax);  // max keeps its second operand on NaN: NaN is flagged apart
+    tmax = max(y, tmax);
+  });
+  const T ms = hmax(smax), mt = hmax(tmax);
+  if (any(snan)) return {0, RowError::StudentNaN};
+  if (ms == std::numeric_limits<T>::infinity()) return {0, RowError::StudentPosInf};
+  if (ms == kNegInf) return {0, RowError::StudentEmpty};
+  if (any(tnan)) return {0, RowError::TeacherNaN};
+  if (mt == std::numeric_limits<T>::infinity()) return {0, RowError::TeacherPosInf};
+  if (mt == kNegInf) return {0, RowError::TeacherEmpty};
+  const Index count = radix_prepare(teacher, n, label, ws.sort);
 
   // The ranking, laid out as it is placed: position 0 is the label, position r + 1 the class of
   // sort rank r; e and alpha first hold the ranked student and teacher logits.
   std::uint32_t* const idx = ws.index.data();
   T* const ev = ws.e.data();
   T* const av = ws.alpha.data();
-  T* const cv = ws.c.data();
   idx[0] = static_cast<std::uint32_t>(label);
   ev[0] = student[label];
   av[0] = teacher[label];
-  sort_descending(teacher, n, label, ws.sort, [&](Index r, const typename R::Item& it) {
+  radix_finish(ws.sort, count, [&](Index r, const typename R::Item& it) {
     const std::uint32_t i = R::index(it);
     idx[r + 1] = i;
     ev[r + 1] = student[i];
     av[r + 1] = descending_key_value<T>(R::key(it));
   });
 
-  // e = exp(z - max s) and alpha, in place; the linear part of L; -inf student logits.
-  const B zero = B::splat(T(0)), ninf = B::splat(kNegInf);
-  const B msb = B::splat(st.s.max), mtb = B::splat(st.t.max);
+  // One backward pass over the ranking in super-blocks of kPldChains blocks of kPldBlock
+  // positions: e = exp(z - max s) and a = exp(k (t - max t)) (alpha = a / S_t), their block
+  // totals; the suffix sums c of e (a chain per block, the blocks' chains interleaved, each
+  // started at the total of the blocks after it); then log c and r = a / c (kept for the
+  // gradient) with their block totals. S_t, the linear part of S_t L and the -inf checks ride
+  // along. A weighted stage with c below min_suffix sends the row to the exact path.
+  const B zero = B::splat(T(0));
+  const B msb = B::splat(ms), mtb = B::splat(mt);
+  const double kd = static_cast<double>(k);
   const B log2e = B::splat(static_cast<T>(kLog2e)), k2 = B::splat(static_cast<T>(kd * kLog2e));
-  const B l2 = B::splat(static_cast<T>(lst * kLog2e));
-  detail_pld::ShortSum<B> linear;  // sum_k alpha_k (z_k - max s) over finite z_k
-  auto uncovered_mask = zero != zero;
-  sweep<W>(0, n, [&](Index m, auto lanes) {
-    const B z = load<B>(ev + m, lanes, kNegInf), t = load<B>(av + m, lanes, kNegInf);
-    const B d = z - msb;
-    const B a = simd::exp2_nonpositive(fms(t - mtb, k2, l2));
-    store(ev + m, simd::exp2_nonpositive(d * log2e), lanes);
-    store(av + m, a, lanes);
-    const auto finite = z > ninf;
-    linear.add(select(finite, a * d, zero));
-    uncovered_mask = uncovered_mask | (~finite & (t > ninf));
-  });
-  const bool uncovered = any(uncovered_mask);
-
-  // Suffix sums of e, local to each of C segments of the ranking (C chains at once), then the
-  // carries: the totals of the segments after each.
-  const Index seg = n / C;
-  auto seg_begin = [&](int c) { return c * seg; };
-  auto seg_end = [&](int c) { return c + 1 < C ? (c + 1) * seg : n; };
-  double carry[C], rcarry[C];
-  {
-    Sum acc[C];
-    for (Index i = 1; i <= seg; ++i) {
-      for (int c = 0; c < C; ++c) {
-        const Index m = seg_end(c) - i;
-        acc[c].add(static_cast<double>(ev[m]));
-        cv[m] = static_cast<T>(acc[c].value());
-      }
-    }
-    for (Index m = n - seg - 1; m >= seg_begin(C - 1); --m) {
-      acc[C - 1].add(static_cast<double>(ev[m]));
-      cv[m] = static_cast<T>(acc[C - 1].value());
-    }
-    carry[C - 1] = 0;
-    for (int c = C - 2; c >= 0; --c) carry[c] = carry[c + 1] + acc[c + 1].value();
-  }
-
-  // c = local + carry; sum_k alpha_k log c_k; alpha / c (kept for the gradient) and its totals.
-  const bool grad = out.row != nullptr;
-  detail_pld::ShortSum<B> logs;
-  auto small_mask = zero != zero;
   const B cmin = B::splat(detail_pld::min_suffix<T>());
-  for (int c = 0; c < C; ++c) {
-    const B carry_b = B::splat(static_cast<T>(carry[c]));
-    detail_pld::ShortSum<B> rsum;
-    sweep<W>(seg_begin(c), seg_end(c), [&](Index m, auto lanes) {
-      const B cs = load<B>(cv + m, lanes, T(1)) + carry_b;
-      const B a = load<B>(av + m, lanes, T(0));
-      const auto weighted = a > zero;
-      logs.add(select(weighted, a * simd::log(cs), zero));
-      small_mask = small_mask | (weighted & (cs < cmin));
-      if (grad) {
-        const B r = select(weighted, a / cs, zero);
-        store(cv + m, r, lanes);
-        rsum.add(r);
+  const bool grad = out.row != nullptr;
+  constexpr Index Q = kPldBlock;
+  const Index blocks = (n + Q - 1) / Q;
+  double* const rtot = ws.blocks.data();  // per block: the total of r
+  detail_pld::ShortSum<B> linear, mass, logs;  // sum a (z - max s) over finite z; sum a; sum a log c
+  auto uncovered_mask = zero != zero;
+  auto small_mask = zero != zero;
+  Sum carry;  // total of e over the positions after the current super-block
+  for (Index b1 = blocks, b0 = (blocks - 1) / C * C; b1 > 0; b1 = b0, b0 -= C) {
+    const int nb = static_cast<int>(b1 - b0);
+    Index lo[C], hi[C];
+    double etot[C];
+    for (int q = 0; q < nb; ++q) {
+      lo[q] = (b0 + q) * Q;
+      hi[q] = std::min(n, lo[q] + Q);
+      detail_pld::ShortSum<B> esum;
+      sweep<W>(lo[q], hi[q], [&](Index m, auto lanes) {
+        const B z = load<B>(ev + m, lanes, kNegInf), t = load<B>(av + m, lanes, kNegInf);
+        const B d = z - msb;
+        const B a = simd::exp2_nonpositive((t - mtb) * k2);
+        const B e = simd::exp2_nonpositive(d * log2e);
+        store(ev + m, e, lanes);
+        store(av + m, a, lanes);
+        esum.add(e);
+        const auto finite = z > ninf;
+        linear.add(select(finite, a * d, zero));
+        mass.add(a);
+        uncovered_mask = uncovered_mask | (~finite & (t > ninf));
+      });
+      etot[q] = esum.value();
+    }
+    Sum acc[C];
+    for (int q = nb - 1; q >= 0; --q) {
+      acc[q] = carry;
+      carry.add(etot[q]);
+    }
+    if (nb == C && hi[C - 1] - lo[C - 1] == Q) {  // C full blocks: the chains stay in registers
+      for (Index i = Q - 1; i >= 0; --i) {
+        for (int q = 0; q < C; ++q) {
+          T& x = ev[lo[q] + i];
+          acc[q].add(static_cast<double>(x));
+          x = static_cast<T>(acc[q].value());
+        }
       }
-    });
-    rcarry[c] = rsum.value();
+    } else {
+      for (int q = 0; q < nb; ++q) {
+        for (Index m = hi[q] - 1; m >= lo[q]; --m) {
+          acc[q].add(static_cast<double>(ev[m]));
+          ev[m] = static_cast<T>(acc[q].value());
+        }
+      }
+    }
+    for (int q = 0; q < nb; ++q) {
+      detail_pld::ShortSum<B> rsum;
+      sweep<W>(lo[q], hi[q], [&](Index m, auto lanes) {
+        const B cs = load<B>(ev + m, lanes, T(1));
+        const B a = load<B>(av + m, lanes, T(0));
+        const auto weighted = a > zero;
+        logs.add(select(weighted, a * simd::log(cs), zero));
+        small_mask = small_mask | (weighted & (cs < cmin));
+        if (grad) {
+          const B r = select(weighted, a / cs, zero);
+          store(ev + m, r, lanes);
+          rsum.add(r);
+        }
+      });
+      rtot[b0 + q] = rsum.value();
+    }
   }
+  const bool uncovered = any(uncovered_mask);
+  const double st = mass.value(), inv_st = 1 / st, lst = std::log(st);
   const double scale = static_cast<double>(out.scale) * grad_factor;
   if (any(small_mask))
-    return detail_pld::exact_row(teacher, student, n, kd, static_cast<double>(st.t.max), lst, uncovered, scale,
-                                 out, ws);
+    return detail_pld::exact_row(teacher, student, n, kd, static_cast<double>(mt), lst, uncovered, scale, out, ws);
   const double value = uncovered ? std::numeric_limits<double>::infinity()
-                                 : std::max(0.0, logs.value() - linear.value());
+                                 : std::max(0.0, (logs.value() - linear.value()) * inv_st);
   if (!grad) return {value, RowError::None};
 
-  // Prefix sums P of alpha / c (C chains, each started at the totals before its segment),
-  // scattered back to class order.
-  for (int c = C - 1; c >= 0; --c) {
-    double before = 0;
-    for (int b = 0; b < c; ++b) before += rcarry[b];
-    rcarry[c] = before;
-  }
+  // Prefix sums P of r, forward in the same super-blocks (the blocks' chains interleaved, each
+  // started at the total before it), scattered to class order (scratch that stays in cache: the
+  // gradient row may be cold). S_t P is the sum of alpha / c.
   T* const pc = ws.prefix.data();
   {
-    Sum acc[C];
-    for (int c = 0; c < C; ++c) acc[c].add(rcarry[c]);
-    for (Index i = 0; i < seg; ++i) {
-      for (int c = 0; c < C; ++c) {
-        const Index m = seg_begin(c) + i;
-        acc[c].add(static_cast<double>(cv[m]));
-        pc[idx[m]] = static_cast<T>(acc[c].value());
+    Sum before;
+    for (Index b0 = 0; b0 < blocks; b0 += C) {
+      const int nb = static_cast<int>(std::min<Index>(C, blocks - b0));
+      Sum acc[C];
+      Index lo[C], hi[C];
+      for (int q = 0; q < nb; ++q) {
+        lo[q] = (b0 + q) * Q;
+        hi[q] = std::min(n, lo[q] + Q);
+        acc[q] = before;
+        before.add(rtot[b0 + q]);
       }
-    }
-    for (Index m = C * seg; m < n; ++m) {
-      acc[C - 1].add(static_cast<double>(cv[m]));
-      pc[idx[m]] = static_cast<T>(acc[C - 1].value());
+      if (nb == C && hi[C - 1] - lo[C - 1] == Q) {
+        for (Index i = 0; i < Q; ++i) {
+          for (int q = 0; q < C; ++q) {
+            const Index m = lo[q] + i;
+            acc[q].add(static_cast<double>(ev[m]));
+            pc[idx[m]] = static_cast<T>(acc[q].value());
+          }
+        }
+      } else {
+        for (int q = 0; q < nb; ++q) {
+          for (Index m = lo[q]; m < hi[q]; ++m) {
+            acc[q].add(static_cast<double>(ev[m]));
+            pc[idx[m]] = static_cast<T>(acc[q].value());
+          }
+        }
+      }
     }
   }
 
-  // The gradient in class order: e P - alpha, times the scale.
-  const B sc = B::splat(static_cast<T>(scale));
+  // The gradient in class order: (e P - a) / S_t, times the scale.
+  T* const g = out.row;
+  const B sc = B::splat(static_cast<T>(scale * inv_st));
   auto entry = [&](Index j, auto lanes) {
     const B e = simd::exp2_nonpositive((load<B>(student + j, lanes, kNegInf) - msb) * log2e);
-    const B a = simd::exp2_nonpositive(fms(load<B>(teacher + j, lanes, kNegInf) - mtb, k2, l2));
+    const B a = simd::exp2_nonpositive((load<B>(teacher + j, lanes, kNegInf) - mtb) * k2);
     return sc * fms(e, load<B>(pc + j, lanes, T(0)), a);
   };
-  T* const g = out.row;
   if (out.beta == T(0)) {
     sweep<W>(0, n, [&](Index j, auto lanes) { store(g + j, entry(j, lanes), lanes); });
   } else {

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <type_traits>
 #include <vector>
 
@@ -79,6 +80,7 @@ constexpr Index kRadixBuckets = Index{1} << kRadixBits;
 /// Copies of the top digit's histogram: logits share few sign/exponent patterns, so consecutive
 /// entries hit the same counter and one copy would serialise on store-to-load forwarding.
 constexpr int kRadixTopCopies = 4;
+static_assert(kRadixTopCopies >= 2, "the passes keep the bucket ends in the second copy");
 
 template <class T>
 constexpr int radix_passes() {
@@ -102,16 +104,13 @@ struct RadixScratch {
   }
 };
 
-/// Sorts the indices of x[0, n) except `skip` (or none if skip is outside [0, n)) by x
-/// descending, ties by lower index first (a stable descending sort), in O(n): an LSD radix sort
-/// of (key, index) items on `descending_key`, 11-bit digits, every histogram from one pre-pass,
-/// and a pass skipped when all items share its digit. The last pass hands each item to
-/// `place(rank, item)` instead of storing it (rank 0 is the largest x), so the caller lays out
-/// what it needs in ranked order without another pass. x must hold no NaN; n < 2^32 and
-/// `ws.capacity() >= n`. Returns how many items were placed: n - 1 when `skip` is a valid index,
-/// else n.
-template <class T, class Place>
-Index sort_descending(const T* x, Index n, Index skip, RadixScratch<T>& ws, Place&& place) {
+/// Entries of x keyed per block of the pre-pass (the keys stay in L1 for the histogram loop).
+constexpr Index kRadixBlock = 256;
+
+/// Pre-pass of `sort_descending`: the (key, index) items of x[0, n) except `skip`, in index
+/// order, and the histograms of every digit. Returns the number of items.
+template <class T>
+Index radix_prepare(const T* x, Index n, Index skip, RadixScratch<T>& ws) {
   using R = RadixItems<T>;
   using Item = typename R::Item;
   using K = RadixKey<T>;
@@ -121,22 +120,33 @@ Index sort_descending(const T* x, Index n, Index skip, RadixScratch<T>& ws, Plac
   std::uint32_t* const hist = ws.hist.data();
   std::fill(hist, hist + (P + kRadixTopCopies - 1) * kRadixBuckets, 0u);
   std::uint32_t* const top = hist + (P - 1) * kRadixBuckets;  // kRadixTopCopies copies from here
-
-  // Pre-pass: the items in index order and the histograms of every digit.
-  Item* src = ws.a.data();
-  Item* dst = ws.b.data();
+  Item* const items = ws.a.data();
+  K keys[kRadixBlock];
   Index m = 0;
-  auto put = [&](Index j, int copy) {
-    const K key = descending_key(x[j]);
-    src[m++] = R::make(key, static_cast<std::uint32_t>(j));
-    for (int p = 0; p + 1 < P; ++p) ++hist[p * kRadixBuckets + static_cast<Index>((key >> (p * kRadixBits)) & kMask)];
-    ++top[copy * kRadixBuckets + static_cast<Index>(key >> kTopShift)];
-  };
   auto fill = [&](Index j0, Index j1) {
-    Index j = j0;
-    for (; j + kRadixTopCopies <= j1; j += kRadixTopCopies)
-      for (int c = 0; c < kRadixTopCopies; ++c) put(j + c, c);
-    for (; j < j1; ++j) put(j, 0);
+    for (Index b0 = j0; b0 < j1; b0 += kRadixBlock) {
+      const Index len = std::min(kRadixBlock, j1 - b0);
+      Item* const out = items + m;
+      for (Index j = 0; j < len; ++j) {  // a loop the compiler vectorises
+        const K key = descending_key(x[b0 + j]);
+        keys[j] = key;
+        out[j] = R::make(key, static_cast<std::uint32_t>(b0 + j));
+      }
+      m += len;
+      Index j = 0;
+      for (; j + kRadixTopCopies <= len; j += kRadixTopCopies) {
+        for (int c = 0; c < kRadixTopCopies; ++c) {
+          const K key = keys[j + c];
+          for (int p = 0; p + 1 < P; ++p) ++hist[p * kRadixBuckets + static_cast<Index>((key >> (p * kRadixBits)) & kMask)];
+          ++top[c * kRadixBuckets + static_cast<Index>(key >> kTopShift)];
+        }
+      }
+      for (; j < len; ++j) {
+        const K key = keys[j];
+        for (int p = 0; p + 1 < P; ++p) ++hist[p * kRadixBuckets + static_cast<Index>((key >> (p * kRadixBits)) & kMask)];
+        ++top[static_cast<Index>(key >> kTopShift)];
+      }
+    }
   };
   if (skip >= 0 && skip < n) {
     fill(0, skip);
@@ -144,10 +154,23 @@ Index sort_descending(const T* x, Index n, Index skip, RadixScratch<T>& ws, Plac
   } else {
     fill(0, n);
   }
-  const Index count = m;
   for (Index d = 0; d < kRadixBuckets; ++d)
     for (int c = 1; c < kRadixTopCopies; ++c) top[d] += top[c * kRadixBuckets + d];
-  if (count == 0) return 0;
+  return m;
+}
+
+/// The passes of `sort_descending` after `radix_prepare` (which left `count` items).
+template <class T, class Place>
+void radix_finish(RadixScratch<T>& ws, Index count, Place&& place) {
+  using R = RadixItems<T>;
+  using Item = typename R::Item;
+  using K = RadixKey<T>;
+  constexpr int P = radix_passes<T>();
+  constexpr K kMask = static_cast<K>(kRadixBuckets - 1);
+  if (count == 0) return;
+  std::uint32_t* const hist = ws.hist.data();
+  Item* src = ws.a.data();
+  Item* dst = ws.b.data();
 
   // One stable counting pass per digit; a digit shared by every item leaves the order as it is.
   bool needed[P];
@@ -158,6 +181,10 @@ Index sort_descending(const T* x, Index n, Index skip, RadixScratch<T>& ws, Plac
                 static_cast<std::uint32_t>(count);
     if (needed[p]) last = p;
   }
+  // Each pass runs two streams at once, so that items of the same bucket in a row do not queue
+  // on one counter: the first half of the items forward from each bucket's start, the second
+  // half backward from its end (both keep the order, and they meet exactly).
+  std::uint32_t* const ends = hist + P * kRadixBuckets;  // a spare copy of the top histogram
   for (int p = 0; p < P; ++p) {
     if (!needed[p]) continue;
     std::uint32_t* const h = hist + p * kRadixBuckets;
@@ -167,21 +194,42 @@ Index sort_descending(const T* x, Index n, Index skip, RadixScratch<T>& ws, Plac
       const std::uint32_t c = h[d];
       h[d] = sum;
       sum += c;
+      ends[d] = sum;
     }
+    auto digit = [&](const Item& it) { return static_cast<Index>((R::key(it) >> shift) & kMask); };
+    const Index half = count / 2;
     if (p == last) {
-      for (Index i = 0; i < count; ++i) {
-        const Item it = src[i];
-        place(static_cast<Index>(h[static_cast<Index>((R::key(it) >> shift) & kMask)]++), it);
+      for (Index i = 0, j = count - 1; i < half; ++i, --j) {
+        const Item a = src[i], b = src[j];
+        place(static_cast<Index>(h[digit(a)]++), a);
+        place(static_cast<Index>(--ends[digit(b)]), b);
       }
-      return count;
+      if (count % 2 != 0) place(static_cast<Index>(h[digit(src[half])]++), src[half]);
+      return;
     }
-    for (Index i = 0; i < count; ++i) {
-      const Item it = src[i];
-      dst[h[static_cast<Index>((R::key(it) >> shift) & kMask)]++] = it;
+    for (Index i = 0, j = count - 1; i < half; ++i, --j) {
+      const Item a = src[i], b = src[j];
+      dst[h[digit(a)]++] = a;
+      dst[--ends[digit(b)]] = b;
     }
+    if (count % 2 != 0) dst[h[digit(src[half])]++] = src[half];
     std::swap(src, dst);
   }
   for (Index i = 0; i < count; ++i) place(i, src[i]);  // every digit constant: already in order
+}
+
+/// Sorts the indices of x[0, n) except `skip` (or none if skip is outside [0, n)) by x
+/// descending, ties by lower index first (a stable descending sort), in O(n): an LSD radix sort
+/// of (key, index) items on `descending_key`, 11-bit digits, every histogram from one pre-pass
+/// (`radix_prepare`), and a pass skipped when all items share its digit (`radix_finish`). The
+/// last pass hands each item to `place(rank, item)` instead of storing it (rank 0 is the largest
+/// x), so the caller lays out what it needs in ranked order without another pass. x must hold no
+/// NaN; n < 2^32 and `ws.capacity() >= n`. Returns how many items were placed: n - 1 when `skip`
+/// is a valid index, else n.
+template <class T, class Place>
+Index sort_descending(const T* x, Index n, Index skip, RadixScratch<T>& ws, Place&& place) {
+  const Index count = radix_prepare(x, n, skip, ws);
+  radix_finish(ws, count, place);
   return count;
 }
 
