@@ -21,3 +21,4 @@
 #include "delta_kl.hpp"
 #include "symmetric_kl.hpp"
 #include "sinkhorn.hpp"
+#include "plackett_luce.hpp"
