@@ -14,6 +14,9 @@ if(KDLOSS_X86_64)
 else()
   set(KDLOSS_ISAS scalar)
 endif()
+# Which of them get a test binary (all by default). The sanitizer build of CI leaves out sse2: it
+# is the default instruction set of kdloss_tests, which runs whole under the sanitizers.
+set(KDLOSS_TEST_ISAS "${KDLOSS_ISAS}" CACHE STRING "SIMD paths that get a test binary (of: ${KDLOSS_ISAS})")
 
 # g++ 12 reports false -W(maybe-)uninitialized positives inside its own AVX-512 intrinsics headers
 # when they are inlined into Eigen's AVX-512 packet math (GCC PR 105593, fixed in g++ 13). kdloss's
