@@ -144,7 +144,7 @@ TEST_CASE("distill_demo: every registry entry gives a loss and a softmax gradien
   std::set<std::string> keys;
   for (const auto& d : divs) keys.insert(d.key);
   CHECK(keys.size() == divs.size());
-  for (const char* k : {"fkl", "rkl", "js", "skl", "srkl", "tv", "ab", "sym", "akl", "taid", "sinkhorn", "dkd", "nkd", "ce"})
+  for (const char* k : {"fkl", "rkl", "js", "skl", "srkl", "tv", "ab", "sym", "akl", "taid", "sinkhorn", "dkd", "nkd", "pld", "ce"})
     CHECK(keys.count(k) == 1);
   distill_demo::Rng rng(4);
   kdloss::RowMatrix<float> s(5, 40), t(5, 40), g(5, 40);

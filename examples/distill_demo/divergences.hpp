@@ -50,7 +50,7 @@ LossFn labeled(Loss loss) {
 }
 
 /// Every training loss of the demo, in table order. Adding a loss is one entry; a stateful one
-/// (TAID's schedule, AdaptiveKL's and Sinkhorn's workspaces) lives in a shared_ptr the LossFn owns.
+/// (TAID's schedule, the workspaces of AdaptiveKL, Sinkhorn and PlackettLuce) lives in a shared_ptr the LossFn owns.
 inline std::vector<Divergence> registry() {
   const kdloss::Options<float> opt{};  // temperature 1, mean over the batch's rows
   return {
@@ -95,6 +95,10 @@ inline std::vector<Divergence> registry() {
       // The seed papers' label-based methods, with the sampled next token as the label.
       {"dkd", "Decoupled(1,8,T=4)", [=] { return labeled(kdloss::Decoupled<float>()); }},
       {"nkd", "NormalizedKD(1.5)", [=] { return labeled(kdloss::NormalizedKD<float>(opt, 1.5)); }},
+      {"pld", "PlackettLuce", [=] {
+         auto pld = std::make_shared<kdloss::PlackettLuce<float>>(opt);
+         return LossFn([pld](const Batch& b, kdloss::RowMatrix<float>& g) { return (*pld)(b.student, b.teacher, b.next, g); });
+       }},
       // Baseline without a teacher: cross-entropy against the token the language actually
       // produced next (one sample of p per context instead of p itself).
       {"ce", "CE on sampled tokens", [=] {

@@ -63,7 +63,9 @@ struct gen_has_check<Gen, std::void_t<decltype(std::declval<const Gen&>().check(
 /// kdloss::FDivergence<Hellinger, float> hellinger;   // value, gradient, options as every loss
 /// \endcode
 ///         A generator may also check its parameters (`void check(const char* who) const`,
-///         throwing std::invalid_argument) and name itself (`static constexpr const char* name`).
+///         throwing std::invalid_argument), name itself (`static constexpr const char* name`) and
+///         precompute per-call constants (`template <class T> Bound bind() const`, the generator
+///         the kernel then runs with; see `generators::JensenShannon`).
 /// \tparam T     float or double (accumulation is in double either way)
 /// \tparam Arch  instruction set (default: the best the compiler flags enable; `simd::scalar`
 ///               forces the portable path)

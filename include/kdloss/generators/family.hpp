@@ -12,6 +12,25 @@ KDLOSS_BEGIN_NAMESPACE
 namespace generators {
 
 namespace detail {
+/// log(x) as T, with log 0 = -inf.
+template <class T>
+T log_or_ninf(double x) {
+  return x > 0 ? static_cast<T>(std::log(x)) : -std::numeric_limits<T>::infinity();
+}
+
+/// The weight \f$w\f$ of p in a mixture \f$m = w p + (1 - w) q\f$ and the logs of both weights, in
+/// T. Made once per row by the mixture generators' `bind` (a std::log per entry would cost more
+/// than the entry's whole formula: the compiler cannot hoist a call that may set errno).
+template <class T>
+struct MixWeight {
+  T w, log_w, log_1mw;
+  /// \param w the weight of p; \param one_minus_w the weight of q (passed apart: 1 - (1 - a) is not
+  /// always a in floating point)
+  static MixWeight of(double w, double one_minus_w) {
+    return {static_cast<T>(w), log_or_ninf<T>(w), log_or_ninf<T>(one_minus_w)};
+  }
+};
+
 /// \f$\log m\f$ of the mixture \f$m = w p + (1 - w) q\f$. Formed in probability space (one log),
 /// then bounded below by \f$\max(\log w + \log p, \log(1 - w) + \log q)\f$, which holds exactly and
 /// is finite whenever one log is: where \f$p\f$ and \f$q\f$ both underflow to 0 (log-probabilities
@@ -21,20 +40,15 @@ namespace detail {
 /// share of the value is below \f$10^{-38}/\min(w, 1-w)\f$ times a log. Equal logs give exactly that
 /// log, and a weight of 0 or 1 the exact log of the remaining component.
 template <class B>
-KDLOSS_INLINE B log_mixture(const kernels::Elem<B>& e, B w, B log_w, B log_1mw) {
+KDLOSS_INLINE B log_mixture(const kernels::Elem<B>& e, const MixWeight<typename B::value_type>& mw) {
   // A weight of 0 or 1 leaves one component, whose log is exact (its probability may be
   // subnormal, where a float log is not).
-  if (hmax(w) == 0) return e.b;
-  if (hsum(w) == static_cast<typename B::value_type>(B::size)) return e.a;
-  const B m = fma(w, e.p - e.q, e.q);
-  const B lm = max(simd::log(m), max(e.a + log_w, e.b + log_1mw));
+  if (mw.w == 0) return e.b;
+  if (mw.w == 1) return e.a;
+  const B m = fma(B::splat(mw.w), e.p - e.q, e.q);
+  const B lm = max(simd::log(m), max(e.a + B::splat(mw.log_w), e.b + B::splat(mw.log_1mw)));
   // p = q exactly (same logits): log m is log p, so D(p||p) = 0 exactly, not a rounding residue.
   return select(e.a == e.b, e.a, lm);
-}
-/// log(x) as T, with log 0 = -inf.
-template <class T>
-T log_or_ninf(double x) {
-  return x > 0 ? static_cast<T>(std::log(x)) : -std::numeric_limits<T>::infinity();
 }
 }  // namespace detail
 
@@ -53,25 +67,25 @@ struct JensenShannon {
                    std::string(who) + ": beta must be in (0, 1) (got " + std::to_string(beta) +
                        "); beta = 0 is KL(p||q): use ForwardKL; beta = 1 is KL(q||p): use ReverseKL");
   }
-  template <class B>
-  KDLOSS_INLINE B term(const kernels::Elem<B>& e) const {
-    using T = typename B::value_type;
-    const B lm = mix(e);
-    const B da = max(e.a - lm, -detail::big<B>()), db = max(e.b - lm, -detail::big<B>());
-    return fma(B::splat(T(beta)) * e.p, da, B::splat(T(1 - beta)) * e.q * db);
-  }
-  template <class B>
-  KDLOSS_INLINE B h(const kernels::Elem<B>& e) const {
-    using T = typename B::value_type;
-    return B::splat(T(1 - beta)) * e.q * max(e.b - mix(e), -detail::big<B>());
-  }
-
- private:
-  template <class B>
-  KDLOSS_INLINE B mix(const kernels::Elem<B>& e) const {
-    using T = typename B::value_type;
-    return detail::log_mixture(e, B::splat(T(beta)), B::splat(detail::log_or_ninf<T>(beta)),
-                               B::splat(detail::log_or_ninf<T>(1 - beta)));
+  /// The generator the row kernel runs with: `term` and `h` with beta's logs made once.
+  template <class T>
+  struct Bound {
+    detail::MixWeight<T> mix;
+    T beta, one_minus_beta;
+    template <class B>
+    KDLOSS_INLINE B term(const kernels::Elem<B>& e) const {
+      const B lm = detail::log_mixture(e, mix);
+      const B da = max(e.a - lm, -detail::big<B>()), db = max(e.b - lm, -detail::big<B>());
+      return fma(B::splat(beta) * e.p, da, B::splat(one_minus_beta) * e.q * db);
+    }
+    template <class B>
+    KDLOSS_INLINE B h(const kernels::Elem<B>& e) const {
+      return B::splat(one_minus_beta) * e.q * max(e.b - detail::log_mixture(e, mix), -detail::big<B>());
+    }
+  };
+  template <class T>
+  Bound<T> bind() const {
+    return {detail::MixWeight<T>::of(beta, 1 - beta), static_cast<T>(beta), static_cast<T>(1 - beta)};
   }
 };
 
@@ -88,23 +102,24 @@ struct SkewKL {
     KDLOSS_REQUIRE(alpha >= 0 && alpha < 1, std::string(who) + ": alpha must be in [0, 1) (got " +
                                                 std::to_string(alpha) + ")");
   }
-  template <class B>
-  KDLOSS_INLINE B term(const kernels::Elem<B>& e) const {
-    return e.p * max(e.a - mix(e), -detail::big<B>());
-  }
-  template <class B>
-  KDLOSS_INLINE B h(const kernels::Elem<B>& e) const {
-    using T = typename B::value_type;
-    const B m = fma(B::splat(T(alpha)), e.p - e.q, e.q);
-    return B::splat(T(alpha - 1)) * e.p * (e.q / max(m, B::splat(std::numeric_limits<T>::min())));
-  }
-
- private:
-  template <class B>
-  KDLOSS_INLINE B mix(const kernels::Elem<B>& e) const {
-    using T = typename B::value_type;
-    return detail::log_mixture(e, B::splat(T(alpha)), B::splat(detail::log_or_ninf<T>(alpha)),
-                               B::splat(detail::log_or_ninf<T>(1 - alpha)));
+  /// The generator the row kernel runs with: `term` and `h` with alpha's logs made once.
+  template <class T>
+  struct Bound {
+    detail::MixWeight<T> mix;  // m = alpha p + (1 - alpha) q
+    T alpha_minus_1;
+    template <class B>
+    KDLOSS_INLINE B term(const kernels::Elem<B>& e) const {
+      return e.p * max(e.a - detail::log_mixture(e, mix), -detail::big<B>());
+    }
+    template <class B>
+    KDLOSS_INLINE B h(const kernels::Elem<B>& e) const {
+      const B m = fma(B::splat(mix.w), e.p - e.q, e.q);
+      return B::splat(alpha_minus_1) * e.p * (e.q / max(m, B::splat(std::numeric_limits<T>::min())));
+    }
+  };
+  template <class T>
+  Bound<T> bind() const {
+    return {detail::MixWeight<T>::of(alpha, 1 - alpha), static_cast<T>(alpha - 1)};
   }
 };
 
@@ -121,26 +136,26 @@ struct SkewReverseKL {
     KDLOSS_REQUIRE(alpha >= 0 && alpha < 1, std::string(who) + ": alpha must be in [0, 1) (got " +
                                                 std::to_string(alpha) + ")");
   }
-  template <class B>
-  KDLOSS_INLINE B term(const kernels::Elem<B>& e) const {
-    return e.q * max(e.b - mix(e), -detail::big<B>());
-  }
-  template <class B>
-  KDLOSS_INLINE B h(const kernels::Elem<B>& e) const {
-    using T = typename B::value_type;
-    const B m = fma(B::splat(T(1 - alpha)), e.p - e.q, e.q);
-    const B db = max(e.b - mix(e), -detail::big<B>());
-    return fnma(B::splat(T(alpha)) * e.q, e.q / max(m, B::splat(std::numeric_limits<T>::min())),
-                e.q * (db + B::splat(T(1))));
-  }
-
- private:
-  template <class B>
-  KDLOSS_INLINE B mix(const kernels::Elem<B>& e) const {
-    using T = typename B::value_type;
-    // m = (1 - alpha) p + alpha q: the weight of p is 1 - alpha.
-    return detail::log_mixture(e, B::splat(T(1 - alpha)), B::splat(detail::log_or_ninf<T>(1 - alpha)),
-                               B::splat(detail::log_or_ninf<T>(alpha)));
+  /// The generator the row kernel runs with: `term` and `h` with alpha's logs made once.
+  template <class T>
+  struct Bound {
+    detail::MixWeight<T> mix;  // m = (1 - alpha) p + alpha q: the weight of p is 1 - alpha
+    T alpha;
+    template <class B>
+    KDLOSS_INLINE B term(const kernels::Elem<B>& e) const {
+      return e.q * max(e.b - detail::log_mixture(e, mix), -detail::big<B>());
+    }
+    template <class B>
+    KDLOSS_INLINE B h(const kernels::Elem<B>& e) const {
+      const B m = fma(B::splat(mix.w), e.p - e.q, e.q);
+      const B db = max(e.b - detail::log_mixture(e, mix), -detail::big<B>());
+      return fnma(B::splat(alpha) * e.q, e.q / max(m, B::splat(std::numeric_limits<T>::min())),
+                  e.q * (db + B::splat(T(1))));
+    }
+  };
+  template <class T>
+  Bound<T> bind() const {
+    return {detail::MixWeight<T>::of(1 - alpha, alpha), static_cast<T>(alpha)};
   }
 };
 

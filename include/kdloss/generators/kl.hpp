@@ -22,7 +22,9 @@ KDLOSS_BEGIN_NAMESPACE
 /// gradient (reported as an error by gradient calls). Optional members let the engine skip work:
 /// `value_from`/`centre_from = kernels::From::Stats` with `value(kl)`/`centre(kl)` (the value or the
 /// centring constant \f$\sum_v h_v\f$ as a function of the two KL divergences pass 1 computes when
-/// asked through `needs_fkl`/`needs_rkl`), and `masks_itself` (h is already 0 where p = q = 0).
+/// asked through `needs_fkl`/`needs_rkl`), `masks_itself` (h is already 0 where p = q = 0), and
+/// `template <class T> bind() const`, which returns the generator the kernel runs with, per-call
+/// constants (such as the logs of a mixture weight) computed once per row instead of per entry.
 namespace generators {
 
 namespace detail {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <type_traits>
+#include <utility>
 
 #include "row_stats.hpp"
 
@@ -60,6 +61,14 @@ struct gen_masks_itself : std::false_type {};
 template <class Gen>
 struct gen_masks_itself<Gen, std::void_t<decltype(Gen::masks_itself)>>
     : std::integral_constant<bool, Gen::masks_itself> {};
+/// A generator with per-call constants (e.g. the logs of its weights) provides
+/// `template <class T> Bound bind() const`, the generator the row kernel runs with, those constants
+/// computed once per row rather than once per entry (a libm call in the loop cannot be hoisted
+/// out of it: it may set errno).
+template <class T, class Gen, class = void>
+struct gen_binds : std::false_type {};
+template <class T, class Gen>
+struct gen_binds<T, Gen, std::void_t<decltype(std::declval<const Gen&>().template bind<T>())>> : std::true_type {};
 
 /// The fused row of the divergence `gen` between teacher row t and student row s:
 /// - pass 1 (row_stats): maxima and sums of exponentials of both rows, plus KL(p||q) and/or
@@ -72,8 +81,8 @@ struct gen_masks_itself<Gen, std::void_t<decltype(Gen::masks_itself)>>
 /// Passes after the first run backwards over the row, so a row larger than L2 starts on the lines
 /// the previous pass left in cache. `out.row == nullptr` computes the value alone.
 template <class Arch, class Gen, class T, class TeacherRow>
-RowResult divergence_row(const Gen& gen, const TeacherRow& teacher, const T* student, Index n,
-                         T k, const GradOut<T>& out) {
+RowResult divergence_row_bound(const Gen& gen, const TeacherRow& teacher, const T* student, Index n,
+                               T k, const GradOut<T>& out) {
   using B = simd::batch<T, Arch>;
   constexpr int W = B::size;
   constexpr bool kStatsValue = gen_value_from<Gen>::value == From::Stats;
@@ -174,6 +183,17 @@ RowResult divergence_row(const Gen& gen, const TeacherRow& teacher, const T* stu
     });
   }
   return {value, RowError::None};
+}
+
+/// `divergence_row_bound` with the generator bound to T first when it has per-call constants
+/// (`gen_binds`).
+template <class Arch, class Gen, class T, class TeacherRow>
+RowResult divergence_row(const Gen& gen, const TeacherRow& teacher, const T* student, Index n, T k,
+                         const GradOut<T>& out) {
+  if constexpr (gen_binds<T, Gen>::value)
+    return divergence_row_bound<Arch>(gen.template bind<T>(), teacher, student, n, k, out);
+  else
+    return divergence_row_bound<Arch>(gen, teacher, student, n, k, out);
 }
 
 }  // namespace kernels
