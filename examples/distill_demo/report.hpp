@@ -257,18 +257,18 @@ inline std::string plot_svg(const std::vector<Curve>& curves, const std::string&
   // Legend in the next free cell.
   {
     const std::size_t k = metrics.size();
-    const int px = static_cast<int>(k % cols) * pw + 40, py = top + static_cast<int>(k / cols) * ph + 34;
+    const int px = static_cast<int>(k % cols) * pw + 16, py = top + static_cast<int>(k / cols) * ph + 34;
     o << "<text x=\"" << px << "\" y=\"" << py << "\" font-size=\"14\" font-weight=\"bold\">students trained with</text>\n";
     // One column of up to 10 entries, then a second one beside it.
     const std::size_t per_column = 10;
     for (std::size_t c = 0; c < curves.size(); ++c) {
       const bool baseline = curves[c].key == "ce";
-      const int x = px + static_cast<int>(c / per_column) * 200;
+      const int x = px + static_cast<int>(c / per_column) * 196;
       const int y = py + 24 + static_cast<int>(c % per_column) * 24;
-      o << "<line x1=\"" << x << "\" y1=\"" << y - 4 << "\" x2=\"" << x + 34 << "\" y2=\"" << y - 4 << "\" stroke=\""
+      o << "<line x1=\"" << x << "\" y1=\"" << y - 4 << "\" x2=\"" << x + 30 << "\" y2=\"" << y - 4 << "\" stroke=\""
         << (baseline ? "#7f7f7f" : colour(c)) << "\" stroke-width=\"3\"" << (baseline ? " stroke-dasharray=\"6 4\"" : "")
         << "/>\n";
-      o << "<text x=\"" << x + 44 << "\" y=\"" << y << "\" font-size=\"13\">" << esc(curves[c].name) << "</text>\n";
+      o << "<text x=\"" << x + 38 << "\" y=\"" << y << "\" font-size=\"13\">" << esc(curves[c].name) << "</text>\n";
     }
   }
   o << "</svg>\n";
