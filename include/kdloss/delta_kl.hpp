@@ -98,8 +98,7 @@ class DeltaKL {
       KDLOSS_REQUIRE(m->rows == s.rows && m->cols == s.cols,
                      std::string(who) + ": student is " + detail::shape(s.rows, s.cols) + " but a base matrix is " +
                          detail::shape(m->rows, m->cols));
-    KDLOSS_REQUIRE(per_row_call || m_opt.reduction != Reduction::None,
-                   std::string(who) + ": Reduction::None gives one value per row: call per_row()");
+    detail::check_reduction(m_opt, per_row_call, who);
     detail::check_weights(weights, s.rows, who);
     const detail::RowOutputs<T> o = detail::outputs(who, grad, out, alpha, beta, s, &a);
     if (grad != nullptr && s.rows > 0 && s.cols > 0) {

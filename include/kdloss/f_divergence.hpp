@@ -113,13 +113,10 @@ class FDivergence : public detail::LossCalls<FDivergence<Generator, T, Arch>, T>
   T run(const Eigen::MatrixBase<S>& student, const Eigen::MatrixBase<U>& teacher, GradRef<T>* grad,
         T alpha, T beta, RowValuesRef<T>* out, const Weights<T>& weights, bool per_row_call) const {
     const char* who = name();
-    const detail::MatView<T> s = detail::view<T>(student, who, "student");
-    const detail::MatView<T> t = detail::view<T>(teacher, who, "teacher");
-    detail::check_pair(s, t, who);
-    KDLOSS_REQUIRE(per_row_call || m_opt.reduction != Reduction::None,
-                   std::string(who) + ": Reduction::None gives one value per row: call per_row()");
-    detail::check_weights(weights, s.rows, who);
-    const detail::RowOutputs<T> o = detail::outputs(who, grad, out, alpha, beta, s, &t);
+    const detail::PairCall<T> c =
+        detail::pair_call(who, m_opt, student, teacher, grad, alpha, beta, out, weights, per_row_call);
+    const detail::MatView<T>&s = c.s, &t = c.t;
+    const detail::RowOutputs<T>& o = c.o;
     const T k = T(1) / m_opt.temperature;
     const Eigen::Index v = s.cols;
     return detail::run_rows(who, m_opt, s.rows, v, [&](Eigen::Index i) { return weights[i]; }, o,

@@ -119,28 +119,17 @@ class PlackettLuce : public detail::LabeledLossCalls<PlackettLuce<T, Arch>, T> {
   T run(const Eigen::MatrixBase<S>& student, const Eigen::MatrixBase<U>& teacher, const Eigen::MatrixBase<L>& labels,
         GradRef<T>* grad, T alpha, T beta, RowValuesRef<T>* out, const Weights<T>& weights,
         bool per_row_call) const {
-    const char* who = name();
-    const detail::MatView<T> s = detail::view<T>(student, who, "student");
-    const detail::MatView<T> t = detail::view<T>(teacher, who, "teacher");
-    detail::check_pair(s, t, who);
-    KDLOSS_REQUIRE(per_row_call || m_opt.reduction != Reduction::None,
-                   std::string(who) + ": Reduction::None gives one value per row: call per_row()");
-    detail::check_labels(labels, s.rows, s.cols, m_ignore, who);
-    detail::check_weights(weights, s.rows, who);
-    const detail::RowOutputs<T> o = detail::outputs(who, grad, out, alpha, beta, s, &t);
-    reserve(s.rows, s.cols);
     const T k = T(1) / m_opt.temperature;
     // The row loop's gradient scale carries 1/tau (it assumes q = softmax(s/tau)); PLD's student
     // is not softened, so the kernel multiplies it back by tau.
     const double tau = static_cast<double>(m_opt.temperature);
-    const Eigen::Index v = s.cols;
-    auto label = [&](Eigen::Index i) { return static_cast<std::int64_t>(labels(i)); };
-    auto weight = [&](Eigen::Index i) { return label(i) == m_ignore ? T(0) : weights[i]; };
-    return detail::run_rows(who, m_opt, s.rows, v, weight, o, [&](Eigen::Index i, const kernels::GradOut<T>& g) {
-      auto& ws = m_scratch[static_cast<size_t>(detail::thread_slot())];
-      return kernels::plackett_luce_row<Arch>(t.row(i), s.row(i), v, static_cast<Eigen::Index>(label(i)), k, tau, g,
-                                              ws);
-    });
+    return detail::run_labeled(
+        name(), m_opt, m_ignore, student, teacher, labels, grad, alpha, beta, out, weights, per_row_call,
+        [&](Eigen::Index, const T* s, const T* t, Eigen::Index y, const kernels::GradOut<T>& g) {
+          auto& ws = m_scratch[static_cast<size_t>(detail::thread_slot())];
+          return kernels::plackett_luce_row<Arch>(t, s, student.cols(), y, k, tau, g, ws);
+        },
+        [&](const detail::MatView<T>& s) { reserve(s.rows, s.cols); });
   }
 
   Options<T> m_opt;

@@ -112,8 +112,7 @@ class SoftTargetCrossEntropy {
                    std::string(who) + ": student is " + detail::shape(s.rows, s.cols) + " but the target is " +
                        detail::shape(p.rows, p.cols));
     KDLOSS_REQUIRE(s.rows == 0 || s.cols > 0, std::string(who) + ": the vocabulary is empty (V = 0)");
-    KDLOSS_REQUIRE(per_row_call || m_opt.reduction != Reduction::None,
-                   std::string(who) + ": Reduction::None gives one value per row: call per_row()");
+    detail::check_reduction(m_opt, per_row_call, who);
     detail::check_labels(labels, s.rows, s.cols, m_ignore, who);
     detail::check_weights(weights, s.rows, who);
     const detail::RowOutputs<T> o = detail::outputs(who, grad, out, alpha, beta, s, &p);

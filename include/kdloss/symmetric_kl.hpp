@@ -78,25 +78,22 @@ class SymmetricKL : public detail::LossCalls<SymmetricKL<T, Arch>, T> {
   T run(const Eigen::MatrixBase<S>& student, const Eigen::MatrixBase<U>& teacher, GradRef<T>* grad,
         T alpha, T beta, RowValuesRef<T>* out, const Weights<T>& weights, bool per_row_call) const {
     const char* who = name();
-    const detail::MatView<T> s = detail::view<T>(student, who, "student");
-    const detail::MatView<T> t = detail::view<T>(teacher, who, "teacher");
-    detail::check_pair(s, t, who);
-    KDLOSS_REQUIRE(per_row_call || m_opt.reduction != Reduction::None,
-                   std::string(who) + ": Reduction::None gives one value per row: call per_row()");
-    detail::check_weights(weights, s.rows, who);
     const bool rows = m_row_wf.has_value();
-    if (rows) {
-      KDLOSS_REQUIRE(m_row_wf.size() == s.rows && m_row_wr.size() == s.rows,
-                     std::string(who) + ": " + std::to_string(m_row_wf.size()) + " forward and " +
-                         std::to_string(m_row_wr.size()) + " reverse row weights for " + std::to_string(s.rows) +
-                         " rows");
-      for (Eigen::Index i = 0; i < s.rows; ++i) {
-        const double a = static_cast<double>(m_row_wf[i]), b = static_cast<double>(m_row_wr[i]);
-        KDLOSS_REQUIRE(std::isfinite(a) && a >= 0 && std::isfinite(b) && b >= 0,
-                       std::string(who) + ": row " + std::to_string(i) + ": KL weights must be finite and >= 0");
-      }
-    }
-    const detail::RowOutputs<T> o = detail::outputs(who, grad, out, alpha, beta, s, &t);
+    const detail::PairCall<T> c = detail::pair_call(
+        who, m_opt, student, teacher, grad, alpha, beta, out, weights, per_row_call, [&](const detail::MatView<T>& sv) {
+          if (!rows) return;
+          KDLOSS_REQUIRE(m_row_wf.size() == sv.rows && m_row_wr.size() == sv.rows,
+                         std::string(who) + ": " + std::to_string(m_row_wf.size()) + " forward and " +
+                             std::to_string(m_row_wr.size()) + " reverse row weights for " +
+                             std::to_string(sv.rows) + " rows");
+          for (Eigen::Index i = 0; i < sv.rows; ++i) {
+            const double a = static_cast<double>(m_row_wf[i]), b = static_cast<double>(m_row_wr[i]);
+            KDLOSS_REQUIRE(std::isfinite(a) && a >= 0 && std::isfinite(b) && b >= 0,
+                           std::string(who) + ": row " + std::to_string(i) + ": KL weights must be finite and >= 0");
+          }
+        });
+    const detail::MatView<T>&s = c.s, &t = c.t;
+    const detail::RowOutputs<T>& o = c.o;
     const T k = T(1) / m_opt.temperature;
     const Eigen::Index v = s.cols;
     return detail::run_rows(who, m_opt, s.rows, v, [&](Eigen::Index i) { return weights[i]; }, o,

@@ -73,26 +73,33 @@ void check_labels(const Eigen::MatrixBase<L>& labels, Eigen::Index n, Eigen::Ind
   }
 }
 
-/// The body of a (student, teacher, labels) loss: shape, label, weight and output checks, then
-/// the row loop over the rows whose label is not the ignore index, calling
-/// `row(i, student_row, teacher_row, label, grad_out)`.
+/// The body of a (student, teacher, labels) loss: shape, label, weight and output checks
+/// (`pair_call`), then `prepare(student_view)` (e.g. growing a workspace), then the row loop over
+/// the rows whose label is not the ignore index, calling `row(i, student_row, teacher_row, label,
+/// grad_out)`.
+template <class T, class S, class U, class L, class RowFn, class Prepare>
+T run_labeled(const char* who, const Options<T>& opt, std::int64_t ignore_index, const Eigen::MatrixBase<S>& student,
+              const Eigen::MatrixBase<U>& teacher, const Eigen::MatrixBase<L>& labels, GradRef<T>* grad, T alpha,
+              T beta, RowValuesRef<T>* out, const Weights<T>& weights, bool per_row_call, RowFn&& row,
+              Prepare&& prepare) {
+  const PairCall<T> c =
+      pair_call(who, opt, student, teacher, grad, alpha, beta, out, weights, per_row_call,
+                [&](const MatView<T>& s) { check_labels(labels, s.rows, s.cols, ignore_index, who); });
+  prepare(c.s);
+  auto label = [&](Eigen::Index i) { return static_cast<std::int64_t>(labels(i)); };
+  auto weight = [&](Eigen::Index i) { return label(i) == ignore_index ? T(0) : weights[i]; };
+  return run_rows(who, opt, c.s.rows, c.s.cols, weight, c.o, [&](Eigen::Index i, const kernels::GradOut<T>& g) {
+    return row(i, c.s.row(i), c.t.row(i), static_cast<Eigen::Index>(label(i)), g);
+  });
+}
+
+/// `run_labeled` for a loss with nothing to prepare.
 template <class T, class S, class U, class L, class RowFn>
 T run_labeled(const char* who, const Options<T>& opt, std::int64_t ignore_index, const Eigen::MatrixBase<S>& student,
               const Eigen::MatrixBase<U>& teacher, const Eigen::MatrixBase<L>& labels, GradRef<T>* grad, T alpha,
               T beta, RowValuesRef<T>* out, const Weights<T>& weights, bool per_row_call, RowFn&& row) {
-  const MatView<T> s = view<T>(student, who, "student");
-  const MatView<T> t = view<T>(teacher, who, "teacher");
-  check_pair(s, t, who);
-  KDLOSS_REQUIRE(per_row_call || opt.reduction != Reduction::None,
-                 std::string(who) + ": Reduction::None gives one value per row: call per_row()");
-  check_labels(labels, s.rows, s.cols, ignore_index, who);
-  check_weights(weights, s.rows, who);
-  const RowOutputs<T> o = outputs(who, grad, out, alpha, beta, s, &t);
-  auto label = [&](Eigen::Index i) { return static_cast<std::int64_t>(labels(i)); };
-  auto weight = [&](Eigen::Index i) { return label(i) == ignore_index ? T(0) : weights[i]; };
-  return run_rows(who, opt, s.rows, s.cols, weight, o, [&](Eigen::Index i, const kernels::GradOut<T>& g) {
-    return row(i, s.row(i), t.row(i), static_cast<Eigen::Index>(label(i)), g);
-  });
+  return run_labeled(who, opt, ignore_index, student, teacher, labels, grad, alpha, beta, out, weights, per_row_call,
+                     row, [](const MatView<T>&) {});
 }
 
 }  // namespace detail

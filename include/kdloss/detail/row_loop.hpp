@@ -186,5 +186,43 @@ RowOutputs<T> outputs(const char* who, GradRef<T>* grad, RowValuesRef<T>* per_ro
   return o;
 }
 
+/// `Reduction::None` gives one value per row, so only `per_row()` accepts it.
+template <class T>
+void check_reduction(const Options<T>& opt, bool per_row_call, const char* who) {
+  KDLOSS_REQUIRE(per_row_call || opt.reduction != Reduction::None,
+                 std::string(who) + ": Reduction::None gives one value per row: call per_row()");
+}
+
+/// The checked inputs of a (student, teacher) call and where its row loop writes.
+template <class T>
+struct PairCall {
+  MatView<T> s, t;
+  RowOutputs<T> o;
+};
+
+/// The checks every (student, teacher) call makes, in this order: both views, equal shapes, the
+/// reduction, `extra(s)` (a loss's own inputs, e.g. its labels), the weights, the outputs.
+template <class T, class S, class U, class Extra>
+PairCall<T> pair_call(const char* who, const Options<T>& opt, const Eigen::MatrixBase<S>& student,
+                      const Eigen::MatrixBase<U>& teacher, GradRef<T>* grad, T alpha, T beta, RowValuesRef<T>* out,
+                      const Weights<T>& weights, bool per_row_call, Extra&& extra) {
+  const MatView<T> s = view<T>(student, who, "student");
+  const MatView<T> t = view<T>(teacher, who, "teacher");
+  check_pair(s, t, who);
+  check_reduction(opt, per_row_call, who);
+  extra(s);
+  check_weights(weights, s.rows, who);
+  return {s, t, outputs(who, grad, out, alpha, beta, s, &t)};
+}
+
+/// `pair_call` for a loss with no inputs of its own.
+template <class T, class S, class U>
+PairCall<T> pair_call(const char* who, const Options<T>& opt, const Eigen::MatrixBase<S>& student,
+                      const Eigen::MatrixBase<U>& teacher, GradRef<T>* grad, T alpha, T beta, RowValuesRef<T>* out,
+                      const Weights<T>& weights, bool per_row_call) {
+  return pair_call(who, opt, student, teacher, grad, alpha, beta, out, weights, per_row_call,
+                   [](const MatView<T>&) {});
+}
+
 }  // namespace detail
 KDLOSS_END_NAMESPACE

@@ -67,26 +67,6 @@ struct CompensatedSum {
 template <class T>
 using ScanSum = std::conditional_t<std::is_same<T, float>::value, PlainSum, CompensatedSum>;
 
-/// A vector sum flushed to double every 8 vectors (each lane rounds at most 8 partial sums).
-template <class B>
-struct ShortSum {
-  B acc = B::splat(0);
-  int count = 0;
-  double total = 0;
-  KDLOSS_INLINE void add(B x) {
-    acc = acc + x;
-    if (++count == 8) flush();
-  }
-  KDLOSS_INLINE void flush() {
-    total += hsum_wide(acc);
-    acc = B::splat(0);
-    count = 0;
-  }
-  double value() {
-    flush();
-    return total;
-  }
-};
 
 /// The smallest suffix sum \f$c_k = \sum_{l \ge k} e^{s_l - \max s}\f$ of a weighted stage the
 /// fast path accepts: \f$\alpha_k / c_k\f$ and the prefix sums of it stay finite, and entries
@@ -232,7 +212,7 @@ RowResult plackett_luce_row(const T* teacher, const T* student, Index n, Index l
   constexpr Index Q = kPldBlock;
   const Index blocks = (n + Q - 1) / Q;
   double* const rtot = ws.blocks.data();  // per block: the total of r
-  detail_pld::ShortSum<B> linear, mass, logs;  // sum a (z - max s) over finite z; sum a; sum a log c
+  BlockSum<B, 8> linear, mass, logs;  // sum a (z - max s) over finite z; sum a; sum a log c
   auto uncovered_mask = zero != zero;
   auto small_mask = zero != zero;
   Sum carry;  // total of e over the positions after the current super-block
@@ -243,7 +223,7 @@ RowResult plackett_luce_row(const T* teacher, const T* student, Index n, Index l
     for (int q = 0; q < nb; ++q) {
       lo[q] = (b0 + q) * Q;
       hi[q] = std::min(n, lo[q] + Q);
-      detail_pld::ShortSum<B> esum;
+      BlockSum<B, 8> esum;
       sweep<W>(lo[q], hi[q], [&](Index m, auto lanes) {
         const B z = load<B>(ev + m, lanes, kNegInf), t = load<B>(av + m, lanes, kNegInf);
         const B d = z - msb;
@@ -281,7 +261,7 @@ RowResult plackett_luce_row(const T* teacher, const T* student, Index n, Index l
       }
     }
     for (int q = 0; q < nb; ++q) {
-      detail_pld::ShortSum<B> rsum;
+      BlockSum<B, 8> rsum;
       sweep<W>(lo[q], hi[q], [&](Index m, auto lanes) {
         const B cs = load<B>(ev + m, lanes, T(1));
         const B a = load<B>(av + m, lanes, T(0));

@@ -66,16 +66,16 @@ KDLOSS_INLINE void sweep_reverse(Index j0, Index j1, F&& f) {
   for (Index j = tail - W; j >= j0; j -= W) f(j, Full{});
 }
 
-/// A sum over a long row kept accurate in float: vectors accumulate in T for 64 steps at a time,
-/// then into a double total (a float running sum over 150k entries would lose digits).
-template <class B>
+/// A sum over a long row kept accurate in float: vectors accumulate in T for `Steps` steps at a
+/// time, then into a double total (a float running sum over 150k entries would lose digits).
+template <class B, int Steps = 64>
 struct BlockSum {
   B acc = B::splat(0);
   int count = 0;
   double total = 0;
   KDLOSS_INLINE void add(B x) {
     acc = acc + x;
-    if (++count == 64) flush();
+    if (++count == Steps) flush();
   }
   KDLOSS_INLINE void flush() {
     total += hsum_wide(acc);
