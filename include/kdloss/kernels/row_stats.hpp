@@ -88,11 +88,15 @@ struct StatsPlan {
   static_assert(!(CrossT || CrossS) || (Teacher && Student), "cross sums need both rows");
 };
 
-/// Pass 1: reads each logit of t and s once from memory, in blocks of 64 vectors. Each block's
-/// maxima come first (the block then stays in L1 for the exp sweep), so the running maxima move at
-/// most once per block and the rescaling of the accumulated sums costs O(1) per block, not per
-/// element. Sums are float within a block (two accumulators per lane, <= 32 terms each) and double
-/// across blocks, which keeps float rows of 150k entries within a few ulp.
+/// Pass 1: reads each logit of t and s once from memory, in blocks of 64 vectors. The first
+/// block's maxima come from a max-only sweep; every later block takes its exponentials relative to
+/// the maxima of the blocks before it and finds its own maxima in the same sweep (one read of
+/// each logit, in a loop that computes while it streams; a block whose maxima rise more than 64
+/// in base-2 exponent, rare, is swept again from L1 relative to them). The running maxima move at
+/// most once per block, and the rescaling of the accumulated sums costs O(1) per block, not per
+/// element. Sums are float within a block (two accumulators per lane,
+/// <= 32 terms each) and double across blocks, which keeps float rows of 150k entries within a few
+/// ulp.
 ///
 /// -inf logits are legal (masked vocabulary) and contribute nothing; NaN and +inf poison the sums
 /// so `SideStats::check` sees them. Tail lanes read as -inf.
@@ -116,30 +120,13 @@ PairStats<T> row_stats(const TeacherRow& teacher, const StudentRow& srow, Index 
   // exp(k (x - max)) = 2^(k log2(e) (x - max)): one multiplier folds 1/tau and log2(e).
   const B kb = B::splat(static_cast<T>(static_cast<double>(k) * 1.4426950408889634));
 
-  for (Index j0 = 0; j0 < n; j0 += kBlock) {
-    const Index j1 = std::min(n, j0 + kBlock);
-    // Four independent max chains per side keep the block's maxima off the critical path.
-    B bt[4] = {B::splat(-kInf), B::splat(-kInf), B::splat(-kInf), B::splat(-kInf)};
-    B bs[4] = {B::splat(-kInf), B::splat(-kInf), B::splat(-kInf), B::splat(-kInf)};
-    auto block_max = [&](Index j, auto lanes, int a) {
-      if constexpr (Plan::teacher) bt[a] = max(teacher.template load<B>(j, lanes), bt[a]);
-      if constexpr (Plan::student) bs[a] = max(srow.template load<B>(j, lanes), bs[a]);
-    };
-    Index jm = j0;
-    for (; jm + 4 * W <= j1; jm += 4 * W) {
-      block_max(jm, Full{}, 0);
-      block_max(jm + W, Full{}, 1);
-      block_max(jm + 2 * W, Full{}, 2);
-      block_max(jm + 3 * W, Full{}, 3);
-    }
-    sweep<W>(jm, j1, [&](Index j, auto lanes) { block_max(j, lanes, 0); });
-    const T nmt = Plan::teacher ? std::max(mt, hmax(max(max(bt[0], bt[1]), max(bt[2], bt[3])))) : mt;
-    const T nms = Plan::student ? std::max(ms, hmax(max(max(bs[0], bs[1]), max(bs[2], bs[3])))) : ms;
-    // D' = D - delta when the maxima move; every accumulated term is rescaled to the new maxima.
+  const double kd = static_cast<double>(k);
+  // Moves the reference maxima to (nmt, nms): D' = D - delta, and every accumulated term is
+  // rescaled to the new maxima.
+  auto move_to = [&](T nmt, T nms) {
     const double dt = static_cast<double>(finite_floor(nmt)) - static_cast<double>(finite_floor(mt));
     const double ds = static_cast<double>(finite_floor(nms)) - static_cast<double>(finite_floor(ms));
     const double delta = dt - ds;
-    const double kd = static_cast<double>(k);
     if (st > 0 && (dt > 0 || delta != 0)) {
       const double sc = dt > 0 ? std::exp(-kd * dt) : 1.0;
       ct = sc * (ct - st * delta);
@@ -156,28 +143,61 @@ PairStats<T> row_stats(const TeacherRow& teacher, const StudentRow& srow, Index 
     }
     mt = nmt;
     ms = nms;
+  };
 
-    const B mtb = B::splat(finite_floor(mt)), msb = B::splat(finite_floor(ms));
+  // The first block's maxima come from a max-only sweep (four chains per side); the blocks after
+  // it take their exponentials relative to the maxima so far, and find their own maxima on the way.
+  {
+    const Index j1 = std::min(n, kBlock);
+    B bt[4] = {B::splat(-kInf), B::splat(-kInf), B::splat(-kInf), B::splat(-kInf)};
+    B bs[4] = {B::splat(-kInf), B::splat(-kInf), B::splat(-kInf), B::splat(-kInf)};
+    auto block_max = [&](Index j, auto lanes, int a) {
+      if constexpr (Plan::teacher) bt[a] = max(teacher.template load<B>(j, lanes), bt[a]);
+      if constexpr (Plan::student) bs[a] = max(srow.template load<B>(j, lanes), bs[a]);
+    };
+    Index jm = 0;
+    for (; jm + 4 * W <= j1; jm += 4 * W) {
+      block_max(jm, Full{}, 0);
+      block_max(jm + W, Full{}, 1);
+      block_max(jm + 2 * W, Full{}, 2);
+      block_max(jm + 3 * W, Full{}, 3);
+    }
+    sweep<W>(jm, j1, [&](Index j, auto lanes) { block_max(j, lanes, 0); });
+    if constexpr (Plan::teacher) mt = hmax(max(max(bt[0], bt[1]), max(bt[2], bt[3])));
+    if constexpr (Plan::student) ms = hmax(max(max(bs[0], bs[1]), max(bs[2], bs[3])));
+  }
+
+  // One block's sums relative to the current maxima (and, when `track`, the block's maxima).
+  B bt[2] = {B::splat(-kInf), B::splat(-kInf)}, bs[2] = {B::splat(-kInf), B::splat(-kInf)};
+  auto sweep_block = [&](Index j0, Index j1, auto track) {
+    constexpr bool kTrack = decltype(track)::value;
+    const T msf = finite_floor(ms);
+    const B mtb = B::splat(finite_floor(mt)), msb = B::splat(msf);
     B ft[2] = {B::splat(0), B::splat(0)}, fs[2] = {B::splat(0), B::splat(0)};
     B fct[2] = {B::splat(0), B::splat(0)}, fcs[2] = {B::splat(0), B::splat(0)};
     B fsum[2] = {B::splat(0), B::splat(0)};
     B fm1[2] = {B::splat(0), B::splat(0)}, fm2[2] = {B::splat(0), B::splat(0)};
+    if constexpr (kTrack) bt[0] = bt[1] = bs[0] = bs[1] = B::splat(-kInf);
     auto body = [&](Index j, auto lanes, int a) {
       B dtv = B::splat(0), dsv = B::splat(0), et = B::splat(0), es = B::splat(0);
       if constexpr (Plan::teacher) {
-        dtv = teacher.template load<B>(j, lanes) - mtb;
+        const B x = teacher.template load<B>(j, lanes);
+        if constexpr (kTrack) bt[a] = max(x, bt[a]);
+        dtv = x - mtb;
         et = simd::exp2_nonpositive(dtv * kb);
         ft[a] = ft[a] + et;
         if constexpr (Plan::teacher_moments) {
           // -inf entries (weight 0) are clamped so their product stays 0 rather than NaN.
-          const B x = max(dtv, B::splat(T(-1e15)));
-          const B ex = et * x;
+          const B xc = max(dtv, B::splat(T(-1e15)));
+          const B ex = et * xc;
           fm1[a] = fm1[a] + ex;
-          fm2[a] = fma(ex, x, fm2[a]);
+          fm2[a] = fma(ex, xc, fm2[a]);
         }
       }
       if constexpr (Plan::student) {
-        dsv = srow.template load<B>(j, lanes) - msb;
+        const B x = srow.template load<B>(j, lanes);
+        if constexpr (kTrack) bs[a] = max(x, bs[a]);
+        dsv = x - msb;
         es = simd::exp2_nonpositive(dsv * kb);
         fs[a] = fs[a] + es;
         // Tail lanes read as the maximum here (they must add 0, not -inf).
@@ -206,15 +226,49 @@ PairStats<T> row_stats(const TeacherRow& teacher, const StudentRow& srow, Index 
       body(j + 3 * W, Full{}, 1);
     }
     sweep<W>(j, j1, [&](Index jj, auto lanes) { body(jj, lanes, 0); });
-    if constexpr (Plan::teacher) st += hsum_wide(ft[0] + ft[1]);
-    if constexpr (Plan::student) ss += hsum_wide(fs[0] + fs[1]);
-    if constexpr (Plan::cross_t) ct += hsum_wide(fct[0]) + hsum_wide(fct[1]);
-    if constexpr (Plan::cross_s) cs += hsum_wide(fcs[0]) + hsum_wide(fcs[1]);
-    if constexpr (Plan::teacher_moments) m1 += hsum_wide(fm1[0] + fm1[1]), m2 += hsum_wide(fm2[0] + fm2[1]);
-    // Each block's sum is relative to that block's maximum: keep the absolute part aside.
-    if constexpr (Plan::student_sum)
-      lin += hsum_wide(fsum[0] + fsum[1]) + static_cast<double>(j1 - j0) * static_cast<double>(finite_floor(ms));
+    return [=, &st, &ss, &ct, &cs, &m1, &m2, &lin] {  // adds the block's sums to the totals
+      if constexpr (Plan::teacher) st += hsum_wide(ft[0] + ft[1]);
+      if constexpr (Plan::student) ss += hsum_wide(fs[0] + fs[1]);
+      if constexpr (Plan::cross_t) ct += hsum_wide(fct[0]) + hsum_wide(fct[1]);
+      if constexpr (Plan::cross_s) cs += hsum_wide(fcs[0]) + hsum_wide(fcs[1]);
+      if constexpr (Plan::teacher_moments) m1 += hsum_wide(fm1[0] + fm1[1]), m2 += hsum_wide(fm2[0] + fm2[1]);
+      // The block's sum is relative to the maximum it used: keep the absolute part aside.
+      if constexpr (Plan::student_sum)
+        lin += hsum_wide(fsum[0] + fsum[1]) + static_cast<double>(j1 - j0) * static_cast<double>(msf);
+    };
+  };
+
+  // A later block's exponents may exceed 0 by up to kHeadroom (base 2), which keeps its float sums
+  // far from overflow; a block whose maxima rise further (the first rows' blocks after masked
+  // ones, or a jump of 44 nats at tau = 1) is swept again relative to its own maxima.
+  constexpr double kHeadroom = 64;
+  const double kb2 = kd * 1.4426950408889634;
+  auto too_high = [&](T block_max, T m) {
+    return kb2 * (static_cast<double>(block_max) - static_cast<double>(finite_floor(m))) > kHeadroom;
+  };
+  for (Index j0 = 0; j0 < n; j0 += kBlock) {
+    const Index j1 = std::min(n, j0 + kBlock);
+    if (j0 == 0) {
+      sweep_block(j0, j1, std::false_type{})();
+      continue;
+    }
+    auto add = sweep_block(j0, j1, std::true_type{});
+    const T bmt = Plan::teacher ? hmax(max(bt[0], bt[1])) : mt;
+    const T bms = Plan::student ? hmax(max(bs[0], bs[1])) : ms;
+    const T nmt = std::max(mt, bmt), nms = std::max(ms, bms);
+    if (too_high(bmt, mt) || too_high(bms, ms)) {
+      move_to(nmt, nms);
+      sweep_block(j0, j1, std::false_type{})();
+    } else {
+      add();
+      move_to(nmt, nms);
+    }
   }
+  // Each maximum adds exactly 1 when its block's exponentials are relative to it; relative to an
+  // earlier maximum it adds 1 within rounding, which may leave a sum a few ulp below 1. The exact
+  // sum is >= 1: so is this one (log S >= 0, every p <= 1).
+  if (st < 1 && mt > -kInf) st = 1;
+  if (ss < 1 && ms > -kInf) ss = 1;
   r.t = {mt, st};
   r.s = {ms, ss};
   r.cross_t = ct;

@@ -191,12 +191,14 @@ KDLOSS_INLINE B expm1(B x) {
   return select(abs(x) < B::splat(T(0.5)), small, exp(x) - B::splat(T(1)));
 }
 
-/// Lane-wise \f$2^y\f$ for \f$y \le 0\f$, the kernels' exponential (every exponent a softmax kernel
-/// takes is \f$\le 0\f$ after subtracting the row maximum). Cheaper than `exp`: the argument is
+/// Lane-wise \f$2^y\f$ for \f$y \le 64\f$, the kernels' exponential (an exponent a softmax kernel
+/// takes is \f$\le 0\f$ after subtracting a row maximum, or up to 64 in pass 1, which subtracts the
+/// maxima of the blocks before). Cheaper than `exp`: the argument is
 /// already in base 2 (the kernels fold \f$\log_2 e\f$ and \f$1/\tau\f$ into one multiplier), and the
 /// polynomial is one degree lower. float: within 3 ulp of `std::exp2`, \f$2^0 = 1\f$ exactly,
 /// \f$y = -\infty\f$ gives exactly 0, NaN propagates. double: the full-accuracy
-/// `exp` of \f$y\ln 2\f$. Requires \f$y \le 0\f$ (larger values are not range-checked).
+/// `exp` of \f$y\ln 2\f$. A larger y, up to \f$+\infty\f$, gives some value without undefined
+/// behaviour (pass 1 sweeps such a block again and discards what it summed).
 template <class B>
 KDLOSS_INLINE B exp2_nonpositive(B y) {
   using T = typename B::value_type;
@@ -224,7 +226,7 @@ KDLOSS_AVX512_WARNINGS_BEGIN
 /// nearest multiple of 1/32, j its 32nds (a 32-entry table in two registers, one vpermt2ps) and
 /// |f| <= 1/64, where a quadratic suffices (minimax relative error 5.3e-8). r comes from the
 /// rounding of y + 1.5 * 2^18 (its ulp is 1/32, and its low mantissa bits are j), and scalef
-/// applies 2^floor(r) exactly (subnormals included). Within 2 ulp of std::exp2 on [-126, 0]; one
+/// applies 2^floor(r) exactly (subnormals included). Within 2 ulp of std::exp2 on [-126, 64]; one
 /// instruction fewer than a 16-entry table with a cubic (5% faster alone), and the exponential is
 /// what the kernels spend most of their time on.
 KDLOSS_INLINE batch<float, avx512> exp2_nonpositive(batch<float, avx512> y) {

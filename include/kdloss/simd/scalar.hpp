@@ -106,12 +106,13 @@ KDLOSS_INLINE batch<double, scalar> round_nearest(batch<double, scalar> a) {
   return {shifted - 6755399441055744.0};
 }
 
-/// p * 2^n for integral n in the exp's range ([-150, 129] float, [-1075, 1025] double), with a
-/// single rounding: the scale is split in two normal powers of two so subnormal results and
+/// p * 2^n for integral n (meant for the exp's range, [-150, 129] float, [-1075, 1025] double;
+/// beyond it 0 or inf), with a single rounding: the scale is split in two normal powers of two so subnormal results and
 /// overflow to inf come out right.
 KDLOSS_INLINE batch<float, scalar> ldexp2(batch<float, scalar> p, batch<float, scalar> n) {
   if (std::isnan(n.v)) return {n.v};
-  const int ni = static_cast<int>(n.v);
+  // Beyond [-160, 160] the result is 0 or inf anyway (and the int conversion stays defined).
+  const int ni = static_cast<int>(std::min(160.0f, std::max(-160.0f, n.v)));
   const int n1 = ni / 2, n2 = ni - n1;
   auto pow2 = [](int e) {
     const std::uint32_t bits = static_cast<std::uint32_t>(e + 127) << 23;
@@ -123,7 +124,7 @@ KDLOSS_INLINE batch<float, scalar> ldexp2(batch<float, scalar> p, batch<float, s
 }
 KDLOSS_INLINE batch<double, scalar> ldexp2(batch<double, scalar> p, batch<double, scalar> n) {
   if (std::isnan(n.v)) return {n.v};
-  const int ni = static_cast<int>(n.v);
+  const int ni = static_cast<int>(std::min(1100.0, std::max(-1100.0, n.v)));
   const int n1 = ni / 2, n2 = ni - n1;
   auto pow2 = [](int e) {
     const std::uint64_t bits = static_cast<std::uint64_t>(e + 1023) << 52;
