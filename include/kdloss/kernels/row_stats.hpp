@@ -168,6 +168,9 @@ PairStats<T> row_stats(const TeacherRow& teacher, const StudentRow& srow, Index 
   }
 
   // One block's sums relative to the current maxima (and, when `track`, the block's maxima).
+  struct Partial {
+    double st = 0, ss = 0, ct = 0, cs = 0, m1 = 0, m2 = 0, lin = 0;
+  };
   B bt[2] = {B::splat(-kInf), B::splat(-kInf)}, bs[2] = {B::splat(-kInf), B::splat(-kInf)};
   auto sweep_block = [&](Index j0, Index j1, auto track) {
     constexpr bool kTrack = decltype(track)::value;
@@ -226,16 +229,19 @@ PairStats<T> row_stats(const TeacherRow& teacher, const StudentRow& srow, Index 
       body(j + 3 * W, Full{}, 1);
     }
     sweep<W>(j, j1, [&](Index jj, auto lanes) { body(jj, lanes, 0); });
-    return [=, &st, &ss, &ct, &cs, &m1, &m2, &lin] {  // adds the block's sums to the totals
-      if constexpr (Plan::teacher) st += hsum_wide(ft[0] + ft[1]);
-      if constexpr (Plan::student) ss += hsum_wide(fs[0] + fs[1]);
-      if constexpr (Plan::cross_t) ct += hsum_wide(fct[0]) + hsum_wide(fct[1]);
-      if constexpr (Plan::cross_s) cs += hsum_wide(fcs[0]) + hsum_wide(fcs[1]);
-      if constexpr (Plan::teacher_moments) m1 += hsum_wide(fm1[0] + fm1[1]), m2 += hsum_wide(fm2[0] + fm2[1]);
-      // The block's sum is relative to the maximum it used: keep the absolute part aside.
-      if constexpr (Plan::student_sum)
-        lin += hsum_wide(fsum[0] + fsum[1]) + static_cast<double>(j1 - j0) * static_cast<double>(msf);
-    };
+    Partial sums;  // the block's sums
+    if constexpr (Plan::teacher) sums.st = hsum_wide(ft[0] + ft[1]);
+    if constexpr (Plan::student) sums.ss = hsum_wide(fs[0] + fs[1]);
+    if constexpr (Plan::cross_t) sums.ct = hsum_wide(fct[0]) + hsum_wide(fct[1]);
+    if constexpr (Plan::cross_s) sums.cs = hsum_wide(fcs[0]) + hsum_wide(fcs[1]);
+    if constexpr (Plan::teacher_moments) sums.m1 = hsum_wide(fm1[0] + fm1[1]), sums.m2 = hsum_wide(fm2[0] + fm2[1]);
+    // The block's sum is relative to the maximum it used: keep the absolute part aside.
+    if constexpr (Plan::student_sum)
+      sums.lin = hsum_wide(fsum[0] + fsum[1]) + static_cast<double>(j1 - j0) * static_cast<double>(msf);
+    return sums;
+  };
+  auto add = [&](const Partial& b) {
+    st += b.st, ss += b.ss, ct += b.ct, cs += b.cs, m1 += b.m1, m2 += b.m2, lin += b.lin;
   };
 
   // A later block's exponents may exceed 0 by up to kHeadroom (base 2), which keeps its float sums
@@ -249,18 +255,18 @@ PairStats<T> row_stats(const TeacherRow& teacher, const StudentRow& srow, Index 
   for (Index j0 = 0; j0 < n; j0 += kBlock) {
     const Index j1 = std::min(n, j0 + kBlock);
     if (j0 == 0) {
-      sweep_block(j0, j1, std::false_type{})();
+      add(sweep_block(j0, j1, std::false_type{}));
       continue;
     }
-    auto add = sweep_block(j0, j1, std::true_type{});
+    const Partial block = sweep_block(j0, j1, std::true_type{});
     const T bmt = Plan::teacher ? hmax(max(bt[0], bt[1])) : mt;
     const T bms = Plan::student ? hmax(max(bs[0], bs[1])) : ms;
     const T nmt = std::max(mt, bmt), nms = std::max(ms, bms);
     if (too_high(bmt, mt) || too_high(bms, ms)) {
       move_to(nmt, nms);
-      sweep_block(j0, j1, std::false_type{})();
+      add(sweep_block(j0, j1, std::false_type{}));
     } else {
-      add();
+      add(block);
       move_to(nmt, nms);
     }
   }
