@@ -29,7 +29,29 @@ struct MixWeight {
   static MixWeight of(double w, double one_minus_w) {
     return {static_cast<T>(w), log_or_ninf<T>(w), log_or_ninf<T>(one_minus_w)};
   }
+  /// \f$m = w p + (1 - w) q\f$ of one vector of entries.
+  template <class B>
+  KDLOSS_INLINE B mixture(const kernels::Elem<B>& e) const {
+    return fma(B::splat(w), e.p - e.q, e.q);
+  }
+  /// \f$q / m\f$, with m bounded below by the least normal T (m = 0 only where q = 0).
+  template <class B>
+  KDLOSS_INLINE B q_over_mixture(const kernels::Elem<B>& e) const {
+    return e.q / max(mixture(e), B::splat(std::numeric_limits<T>::min()));
+  }
 };
+
+/// The skew divergences' weight check: \f$\alpha \in [0, 1)\f$.
+inline void check_skew_alpha(const char* who, double alpha) {
+  KDLOSS_REQUIRE(alpha >= 0 && alpha < 1, std::string(who) + ": alpha must be in [0, 1) (got " +
+                                              std::to_string(alpha) + ")");
+}
+
+/// \f$x - \log m\f$ bounded below by -big (x = -inf on a masked side: its weight is 0 there).
+template <class B>
+KDLOSS_INLINE B minus_log_mixture(B x, B log_m) {
+  return max(x - log_m, -big<B>());
+}
 
 /// \f$\log m\f$ of the mixture \f$m = w p + (1 - w) q\f$. Formed in probability space (one log),
 /// then bounded below by \f$\max(\log w + \log p, \log(1 - w) + \log q)\f$, which holds exactly and
@@ -45,8 +67,7 @@ KDLOSS_INLINE B log_mixture(const kernels::Elem<B>& e, const MixWeight<typename 
   // subnormal, where a float log is not).
   if (mw.w == 0) return e.b;
   if (mw.w == 1) return e.a;
-  const B m = fma(B::splat(mw.w), e.p - e.q, e.q);
-  const B lm = max(simd::log(m), max(e.a + B::splat(mw.log_w), e.b + B::splat(mw.log_1mw)));
+  const B lm = max(simd::log(mw.mixture(e)), max(e.a + B::splat(mw.log_w), e.b + B::splat(mw.log_1mw)));
   // p = q exactly (same logits): log m is log p, so D(p||p) = 0 exactly, not a rounding residue.
   return select(e.a == e.b, e.a, lm);
 }
@@ -75,12 +96,12 @@ struct JensenShannon {
     template <class B>
     KDLOSS_INLINE B term(const kernels::Elem<B>& e) const {
       const B lm = detail::log_mixture(e, mix);
-      const B da = max(e.a - lm, -detail::big<B>()), db = max(e.b - lm, -detail::big<B>());
+      const B da = detail::minus_log_mixture(e.a, lm), db = detail::minus_log_mixture(e.b, lm);
       return fma(B::splat(beta) * e.p, da, B::splat(one_minus_beta) * e.q * db);
     }
     template <class B>
     KDLOSS_INLINE B h(const kernels::Elem<B>& e) const {
-      return B::splat(one_minus_beta) * e.q * max(e.b - detail::log_mixture(e, mix), -detail::big<B>());
+      return B::splat(one_minus_beta) * e.q * detail::minus_log_mixture(e.b, detail::log_mixture(e, mix));
     }
   };
   template <class T>
@@ -98,10 +119,7 @@ struct JensenShannon {
 struct SkewKL {
   static constexpr const char* name = "kdloss::SkewKL";
   double alpha = 0.1;
-  void check(const char* who) const {
-    KDLOSS_REQUIRE(alpha >= 0 && alpha < 1, std::string(who) + ": alpha must be in [0, 1) (got " +
-                                                std::to_string(alpha) + ")");
-  }
+  void check(const char* who) const { detail::check_skew_alpha(who, alpha); }
   /// The generator the row kernel runs with: `term` and `h` with alpha's logs made once.
   template <class T>
   struct Bound {
@@ -109,12 +127,11 @@ struct SkewKL {
     T alpha_minus_1;
     template <class B>
     KDLOSS_INLINE B term(const kernels::Elem<B>& e) const {
-      return e.p * max(e.a - detail::log_mixture(e, mix), -detail::big<B>());
+      return e.p * detail::minus_log_mixture(e.a, detail::log_mixture(e, mix));
     }
     template <class B>
     KDLOSS_INLINE B h(const kernels::Elem<B>& e) const {
-      const B m = fma(B::splat(mix.w), e.p - e.q, e.q);
-      return B::splat(alpha_minus_1) * e.p * (e.q / max(m, B::splat(std::numeric_limits<T>::min())));
+      return B::splat(alpha_minus_1) * e.p * mix.q_over_mixture(e);
     }
   };
   template <class T>
@@ -132,10 +149,7 @@ struct SkewKL {
 struct SkewReverseKL {
   static constexpr const char* name = "kdloss::SkewReverseKL";
   double alpha = 0.1;
-  void check(const char* who) const {
-    KDLOSS_REQUIRE(alpha >= 0 && alpha < 1, std::string(who) + ": alpha must be in [0, 1) (got " +
-                                                std::to_string(alpha) + ")");
-  }
+  void check(const char* who) const { detail::check_skew_alpha(who, alpha); }
   /// The generator the row kernel runs with: `term` and `h` with alpha's logs made once.
   template <class T>
   struct Bound {
@@ -143,14 +157,12 @@ struct SkewReverseKL {
     T alpha;
     template <class B>
     KDLOSS_INLINE B term(const kernels::Elem<B>& e) const {
-      return e.q * max(e.b - detail::log_mixture(e, mix), -detail::big<B>());
+      return e.q * detail::minus_log_mixture(e.b, detail::log_mixture(e, mix));
     }
     template <class B>
     KDLOSS_INLINE B h(const kernels::Elem<B>& e) const {
-      const B m = fma(B::splat(mix.w), e.p - e.q, e.q);
-      const B db = max(e.b - detail::log_mixture(e, mix), -detail::big<B>());
-      return fnma(B::splat(alpha) * e.q, e.q / max(m, B::splat(std::numeric_limits<T>::min())),
-                  e.q * (db + B::splat(T(1))));
+      const B db = detail::minus_log_mixture(e.b, detail::log_mixture(e, mix));
+      return fnma(B::splat(alpha) * e.q, mix.q_over_mixture(e), e.q * (db + B::splat(T(1))));
     }
   };
   template <class T>

@@ -67,6 +67,14 @@ struct PairStats {
   double teacher_m2 = 0;  ///< \f$\sum_v e^{k(t_v-\max t)}(t_v - \max t)^2\f$
 };
 
+/// One pass-1 block's sums (relative to the maxima the block used) and, when the sweep tracked them,
+/// its maxima.
+template <class T>
+struct BlockSums {
+  double st = 0, ss = 0, ct = 0, cs = 0, m1 = 0, m2 = 0, lin = 0;
+  T max_t = -std::numeric_limits<T>::infinity(), max_s = -std::numeric_limits<T>::infinity();
+};
+
 /// Entries per pass-1 block for a batch type B (the unit of online rescaling).
 template <class B>
 constexpr Index stats_block() {
@@ -168,10 +176,6 @@ PairStats<T> row_stats(const TeacherRow& teacher, const StudentRow& srow, Index 
   }
 
   // One block's sums relative to the current maxima (and, when `track`, the block's maxima).
-  struct Partial {
-    double st = 0, ss = 0, ct = 0, cs = 0, m1 = 0, m2 = 0, lin = 0;
-  };
-  B bt[2] = {B::splat(-kInf), B::splat(-kInf)}, bs[2] = {B::splat(-kInf), B::splat(-kInf)};
   auto sweep_block = [&](Index j0, Index j1, auto track) {
     constexpr bool kTrack = decltype(track)::value;
     const T msf = finite_floor(ms);
@@ -180,7 +184,7 @@ PairStats<T> row_stats(const TeacherRow& teacher, const StudentRow& srow, Index 
     B fct[2] = {B::splat(0), B::splat(0)}, fcs[2] = {B::splat(0), B::splat(0)};
     B fsum[2] = {B::splat(0), B::splat(0)};
     B fm1[2] = {B::splat(0), B::splat(0)}, fm2[2] = {B::splat(0), B::splat(0)};
-    if constexpr (kTrack) bt[0] = bt[1] = bs[0] = bs[1] = B::splat(-kInf);
+    B bt[2] = {B::splat(-kInf), B::splat(-kInf)}, bs[2] = {B::splat(-kInf), B::splat(-kInf)};
     auto body = [&](Index j, auto lanes, int a) {
       B dtv = B::splat(0), dsv = B::splat(0), et = B::splat(0), es = B::splat(0);
       if constexpr (Plan::teacher) {
@@ -229,7 +233,7 @@ PairStats<T> row_stats(const TeacherRow& teacher, const StudentRow& srow, Index 
       body(j + 3 * W, Full{}, 1);
     }
     sweep<W>(j, j1, [&](Index jj, auto lanes) { body(jj, lanes, 0); });
-    Partial sums;  // the block's sums
+    BlockSums<T> sums;  // the block's sums
     if constexpr (Plan::teacher) sums.st = hsum_wide(ft[0] + ft[1]);
     if constexpr (Plan::student) sums.ss = hsum_wide(fs[0] + fs[1]);
     if constexpr (Plan::cross_t) sums.ct = hsum_wide(fct[0]) + hsum_wide(fct[1]);
@@ -238,9 +242,11 @@ PairStats<T> row_stats(const TeacherRow& teacher, const StudentRow& srow, Index 
     // The block's sum is relative to the maximum it used: keep the absolute part aside.
     if constexpr (Plan::student_sum)
       sums.lin = hsum_wide(fsum[0] + fsum[1]) + static_cast<double>(j1 - j0) * static_cast<double>(msf);
+    if constexpr (kTrack && Plan::teacher) sums.max_t = hmax(max(bt[0], bt[1]));
+    if constexpr (kTrack && Plan::student) sums.max_s = hmax(max(bs[0], bs[1]));
     return sums;
   };
-  auto add = [&](const Partial& b) {
+  auto add = [&](const BlockSums<T>& b) {
     st += b.st, ss += b.ss, ct += b.ct, cs += b.cs, m1 += b.m1, m2 += b.m2, lin += b.lin;
   };
 
@@ -258,11 +264,9 @@ PairStats<T> row_stats(const TeacherRow& teacher, const StudentRow& srow, Index 
       add(sweep_block(j0, j1, std::false_type{}));
       continue;
     }
-    const Partial block = sweep_block(j0, j1, std::true_type{});
-    const T bmt = Plan::teacher ? hmax(max(bt[0], bt[1])) : mt;
-    const T bms = Plan::student ? hmax(max(bs[0], bs[1])) : ms;
-    const T nmt = std::max(mt, bmt), nms = std::max(ms, bms);
-    if (too_high(bmt, mt) || too_high(bms, ms)) {
+    const BlockSums<T> block = sweep_block(j0, j1, std::true_type{});
+    const T nmt = std::max(mt, block.max_t), nms = std::max(ms, block.max_s);
+    if (too_high(block.max_t, mt) || too_high(block.max_s, ms)) {
       move_to(nmt, nms);
       add(sweep_block(j0, j1, std::false_type{}));
     } else {
