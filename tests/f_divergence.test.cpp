@@ -17,6 +17,9 @@ KDTEST_PAIR_LOSS_SUITE(Hellinger, "SquaredHellinger", "[f_divergence]")
 KDTEST_PAIR_LOSS_SUITE(Pearson, "PearsonChi2", "[f_divergence]")
 KDTEST_PAIR_LOSS_SUITE(Neyman, "NeymanChi2", "[f_divergence]")
 KDTEST_PAIR_LOSS_SUITE(Jeffreys, "Jeffreys", "[f_divergence]")
+TEMPLATE_TEST_CASE("Jeffreys with maxima rising along the row", "[f_divergence]", float, double) {
+  kdtest::check_rising_maxima<Jeffreys, TestType>(kdtest::seed(700));
+}
 KDTEST_PAIR_LOSS_SUITE(Amari03, "Amari 0.3", "[f_divergence]")
 
 namespace {

@@ -29,6 +29,7 @@ TEMPLATE_TEST_CASE("ForwardKL matches the double reference", "[forward_kl]", flo
   kdloss::Vector<TestType> w(6);
   w << TestType(1), TestType(0), TestType(2.5), TestType(0.25), TestType(0), TestType(1);
   kdtest::check_reference<Fkl, TestType>(6, 129, kdloss::Options<TestType>{}, s++, 3.0, &w);
+  kdtest::check_rising_maxima<Fkl, TestType>(s++);
 }
 
 TEST_CASE("ForwardKL gradient equals central finite differences", "[forward_kl]") {

@@ -28,6 +28,7 @@ TEMPLATE_TEST_CASE("ReverseKL matches the double reference", "[reverse_kl]", flo
   kdloss::Vector<TestType> w(6);
   w << TestType(1), TestType(0), TestType(2.5), TestType(0.25), TestType(0), TestType(1);
   kdtest::check_reference<Rkl, TestType>(6, 129, kdloss::Options<TestType>{}, s++, 3.0, &w);
+  kdtest::check_rising_maxima<Rkl, TestType>(s++);
 }
 
 TEST_CASE("ReverseKL gradient equals central finite differences", "[reverse_kl]") {

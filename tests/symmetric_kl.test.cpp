@@ -28,6 +28,10 @@ using SymUneven = SklSpec<20, 3>;
 KDTEST_PAIR_LOSS_SUITE(Sym, "SymmetricKL", "[symmetric_kl]")
 KDTEST_PAIR_LOSS_SUITE(SymDistillm, "SymmetricKL DistiLLM weights", "[symmetric_kl]")
 KDTEST_PAIR_LOSS_SUITE(SymUneven, "SymmetricKL uneven weights", "[symmetric_kl]")
+TEMPLATE_TEST_CASE("SymmetricKL with maxima rising along the row", "[symmetric_kl]", float, double) {
+  kdtest::check_rising_maxima<Sym, TestType>(kdtest::seed(700));
+  kdtest::check_rising_maxima<SymUneven, TestType>(kdtest::seed(701));
+}
 
 TEMPLATE_TEST_CASE("SymmetricKL with per-row weights", "[symmetric_kl]", float, double) {
   using T = TestType;

@@ -51,14 +51,11 @@ ref::Reduce reduce_of(const kdloss::Options<T>& o) {
 /// eps(T) times the size of the terms that are rounded, plus T's smallest normal (underflow).
 constexpr double kUlpFactor = 32;
 
-/// Loss value and gradient in type T against the double reference, for random logits.
+/// Loss value and gradient in type T against the double reference, for given logits.
 template <class Spec, class T>
-void check_reference(long n, long v, kdloss::Options<T> opt, std::uint32_t s, double scale = 3.0,
-                     const kdloss::Vector<T>* weights = nullptr) {
-  INFO(Spec::name << " N=" << n << " V=" << v << " tau=" << static_cast<double>(opt.temperature)
-                  << " seed=" << s);
-  const kdloss::RowMatrix<T> S = random_logits<T>(n, v, s, scale);
-  const kdloss::RowMatrix<T> Tt = random_logits<T>(n, v, s + 1, scale);
+void check_reference_on(const kdloss::RowMatrix<T>& S, const kdloss::RowMatrix<T>& Tt, kdloss::Options<T> opt,
+                        const kdloss::Vector<T>* weights = nullptr) {
+  const long n = S.rows(), v = S.cols();
   const auto loss = Spec::template make<T>(opt);
   kdloss::RowMatrix<T> G(n, v);
   T value, value_only;
@@ -82,6 +79,47 @@ void check_reference(long n, long v, kdloss::Options<T> opt, std::uint32_t s, do
   });
   INFO(why);
   CHECK(why.empty());
+}
+
+/// Loss value and gradient in type T against the double reference, for random logits.
+template <class Spec, class T>
+void check_reference(long n, long v, kdloss::Options<T> opt, std::uint32_t s, double scale = 3.0,
+                     const kdloss::Vector<T>* weights = nullptr) {
+  INFO(Spec::name << " N=" << n << " V=" << v << " tau=" << static_cast<double>(opt.temperature)
+                  << " seed=" << s);
+  check_reference_on<Spec>(random_logits<T>(n, v, s, scale), random_logits<T>(n, v, s + 1, scale), opt, weights);
+}
+
+/// Rows whose maxima rise along the row, the case pass 1's blocks rescale for (each block's
+/// exponentials are relative to the maxima of the blocks before it, and a block that rises more
+/// than 64 in base-2 exponent is swept again): a slow ramp (every block rises, by less than the
+/// headroom), jumps of 80 logits (beyond it), a first stretch of -inf on both sides, the maximum in the last
+/// entry, and the same rows for the other side. V = 5000 spans several blocks on every path.
+template <class Spec, class T>
+void check_rising_maxima(std::uint32_t s) {
+  constexpr T kNegInf = -std::numeric_limits<T>::infinity();
+  const long n = 6, v = 5000;
+  kdloss::RowMatrix<T> a = random_logits<T>(n, v, s, 2.0), b = random_logits<T>(n, v, s + 1, 2.0);
+  for (long j = 0; j < v; ++j) {
+    const double x = static_cast<double>(j);
+    a(0, j) += static_cast<T>(0.02 * x);                   // +20 logits per 1000 entries
+    a(1, j) += static_cast<T>(80.0 * std::floor(x / 1500));  // steps of 80
+    if (j < 1300) a(2, j) = b(2, j) = kNegInf;             // a first stretch masked on both sides
+    b(2, j) += static_cast<T>(0.01 * x);
+  }
+  a(3, v - 1) = T(60);  // the maximum in the last entry
+  b(3, 0) = T(-60);
+  for (long j = 0; j < v; ++j) {  // rows 4 and 5: rows 0 and 1 on the other side
+    b(4, j) = a(0, j);
+    b(5, j) = a(1, j);
+  }
+  for (const double tau : {1.0, 2.0}) {
+    INFO(Spec::name << " rising maxima, tau=" << tau);
+    kdloss::Options<T> o;
+    o.temperature = static_cast<T>(tau);
+    check_reference_on<Spec>(a, b, o);  // student a, teacher b
+    check_reference_on<Spec>(b, a, o);
+  }
 }
 
 /// The analytic gradient (double) against central finite differences of the loss itself.

@@ -22,7 +22,10 @@ KDLOSS_BEGIN_NAMESPACE
 /// gradient (reported as an error by gradient calls). Optional members let the engine skip work:
 /// `value_from`/`centre_from = kernels::From::Stats` with `value(kl)`/`centre(kl)` (the value or the
 /// centring constant \f$\sum_v h_v\f$ as a function of the two KL divergences pass 1 computes when
-/// asked through `needs_fkl`/`needs_rkl`), `masks_itself` (h is already 0 where p = q = 0), and
+/// asked through `needs_fkl`/`needs_rkl`), `masks_itself` (h is already 0 where p = q = 0),
+/// `reuse` (`kernels::Stash::Teacher` or `Student`, or a `reuse_side()` that chooses per call: with
+/// a value and centre from pass 1, pass 1 leaves that side's exponentials in the gradient row and
+/// the gradient pass takes p or q from there instead of an exponential), and
 /// `template <class T> bind() const`, which returns the generator the kernel runs with, per-call
 /// constants (such as the logs of a mixture weight) computed once per row instead of per entry.
 namespace generators {
@@ -46,6 +49,7 @@ struct ForwardKL {
   static constexpr kernels::From centre_from = kernels::From::Stats;
   static constexpr bool needs_fkl = true;
   static constexpr bool masks_itself = true;
+  static constexpr kernels::Stash reuse = kernels::Stash::Teacher;
   double value(const kernels::KlStats& kl) const { return kl.fkl; }
   double centre(const kernels::KlStats&) const { return -1.0; }
   /// \f$p(\log p - \log q)\f$
@@ -72,6 +76,7 @@ struct ReverseKL {
   static constexpr kernels::From centre_from = kernels::From::Stats;
   static constexpr bool needs_rkl = true;
   static constexpr bool masks_itself = true;  // min() maps u = +inf/NaN (q = 0) to a finite value
+  static constexpr kernels::Stash reuse = kernels::Stash::Student;
   double value(const kernels::KlStats& kl) const { return kl.rkl; }
   double centre(const kernels::KlStats& kl) const { return kl.rkl + 1.0; }
   /// \f$q(\log q - \log p)\f$
@@ -100,6 +105,7 @@ struct Jeffreys {
   static constexpr bool needs_fkl = true;
   static constexpr bool needs_rkl = true;
   static constexpr bool masks_itself = true;
+  static constexpr kernels::Stash reuse = kernels::Stash::Teacher;
   double value(const kernels::KlStats& kl) const { return kl.fkl + kl.rkl; }
   double centre(const kernels::KlStats& kl) const { return kl.rkl; }
   /// \f$(p - q)(\log p - \log q)\f$
@@ -127,6 +133,9 @@ struct WeightedKL {
   static constexpr bool needs_rkl = true;
   static constexpr bool masks_itself = true;
   double wf = 0.5, wr = 0.5;
+  /// The side the gradient pass reuses from pass 1: q when only the reverse term is left (exactly
+  /// ReverseKL's arithmetic), else p (exactly ForwardKL's when only the forward term is left).
+  kernels::Stash reuse_side() const { return wf == 0 ? kernels::Stash::Student : kernels::Stash::Teacher; }
   double value(const kernels::KlStats& kl) const {
     return (wf > 0 ? wf * kl.fkl : 0.0) + (wr > 0 ? wr * kl.rkl : 0.0);
   }

@@ -61,6 +61,22 @@ struct gen_masks_itself : std::false_type {};
 template <class Gen>
 struct gen_masks_itself<Gen, std::void_t<decltype(Gen::masks_itself)>>
     : std::integral_constant<bool, Gen::masks_itself> {};
+/// The probability a generator's gradient pass takes from pass 1 (`reuse = Stash::Teacher`: p, as
+/// forward KL and Jeffreys; `Stash::Student`: q, as reverse KL): pass 1 leaves that side's
+/// exponentials in the gradient row, and the gradient pass multiplies them by a per-block factor
+/// instead of taking an exponential. Only for a value and centre from pass 1 and a call that
+/// overwrites the gradient.
+template <class Gen, class = void>
+struct gen_reuse : std::integral_constant<Stash, Stash::None> {};
+template <class Gen>
+struct gen_reuse<Gen, std::void_t<decltype(Gen::reuse)>> : std::integral_constant<Stash, Gen::reuse> {};
+/// A generator that reuses either side, chosen per call by `Stash reuse_side() const` (weighted
+/// forward and reverse KL: the side of its nonzero weight, so a zero weight gives exactly the
+/// other divergence's arithmetic).
+template <class Gen, class = void>
+struct gen_reuse_either : std::false_type {};
+template <class Gen>
+struct gen_reuse_either<Gen, std::void_t<decltype(std::declval<const Gen&>().reuse_side())>> : std::true_type {};
 /// A generator with per-call constants (e.g. the logs of its weights) provides
 /// `template <class T> Bound bind() const`, the generator the row kernel runs with, those constants
 /// computed once per row rather than once per entry (a libm call in the loop cannot be hoisted
@@ -78,9 +94,12 @@ struct gen_binds<T, Gen, std::void_t<decltype(std::declval<const Gen&>().templat
 /// - the gradient pass \f$\partial L/\partial s_j = \mathrm{scale}\,(h_j - q_j c) +
 ///   \beta\,\mathrm{row}_j\f$, \f$h = q\,g\f$, \f$c = \sum_v h_v\f$ (`out.scale` carries
 ///   \f$1/\tau\f$, the weight and the reduction), which then only recomputes \f$q\f$.
+/// With a value and centre from pass 1 (forward and reverse KL, Jeffreys, their weighted sum) there
+/// is no value pass, and the gradient pass takes p (or q, as the generator's `reuse` says) from the
+/// exponentials pass 1 left in the gradient row: one exponential per entry instead of two.
 /// Passes after the first run backwards over the row, so a row larger than L2 starts on the lines
 /// the previous pass left in cache. `out.row == nullptr` computes the value alone.
-template <class Arch, class Gen, class T, class TeacherRow>
+template <class Arch, Stash Side, class Gen, class T, class TeacherRow>
 RowResult divergence_row_bound(const Gen& gen, const TeacherRow& teacher, const T* student, Index n,
                                T k, const GradOut<T>& out) {
   using B = simd::batch<T, Arch>;
@@ -91,7 +110,18 @@ RowResult divergence_row_bound(const Gen& gen, const TeacherRow& teacher, const 
   using Plan = StatsPlan<true, true, kFkl, kRkl>;
   T* const grad = out.row;
 
-  const PairStats<T> st = row_stats<Arch, Plan>(teacher, student, n, k);
+  // Pass 1 leaves one side's exponentials in the gradient row when the gradient pass will
+  // overwrite it and reuses them (rows of up to kStashBlocks pass-1 blocks: 512k entries in float
+  // AVX-512; longer rows take the exponential again).
+  constexpr Stash kReuse = kStatsValue && kStatsCentre ? Side : Stash::None;
+  constexpr Index kBlock = stats_block<B>();
+  constexpr Index kStashBlocks = kReuse != Stash::None ? 512 : 1;
+  T refs[kStashBlocks];
+  const bool stash = kReuse != Stash::None && grad != nullptr && out.beta == T(0) && n <= kStashBlocks * kBlock;
+  const PairStats<T> st =
+      stash ? row_stats<Arch, StatsPlan<true, true, kFkl, kRkl, false, false, kReuse>>(teacher, student, n, k,
+                                                                                       ExpStash<T>{grad, refs})
+            : row_stats<Arch, Plan>(teacher, student, n, k);
   // The student first: a target formed from the student (Taid, DeltaKL) inherits its defects.
   if (RowError e = st.s.check(false); e != RowError::None) return {0, e};
   if (RowError e = st.t.check(true); e != RowError::None) return {0, e};
@@ -114,18 +144,21 @@ RowResult divergence_row_bound(const Gen& gen, const TeacherRow& teacher, const 
   const B lst2 = B::splat(static_cast<T>(lst * kLog2e)), lss2 = B::splat(static_cast<T>(lss * kLog2e));
   const B dl = B::splat(static_cast<T>(lst - lss));
   auto log2q = [&](Index j, auto lanes) { return fms(srow.template load<B>(j, lanes) - msb, k2, lss2); };
-  auto elem = [&](Index j, auto lanes) {
+  // The entry view, but for the side `skip` names (the caller fills it from pass 1's stash).
+  auto view = [&](Index j, auto lanes, auto skip) {
+    constexpr Stash kSkip = decltype(skip)::value;
     const B dt = teacher.template load<B>(j, lanes) - mtb;
     const B ds = srow.template load<B>(j, lanes) - msb;
     const B ya = fms(dt, k2, lst2), yb = fms(ds, k2, lss2);
     Elem<B> e;
     e.a = ya * ln2;
     e.b = yb * ln2;
-    e.p = simd::exp2_nonpositive(ya);
-    e.q = simd::exp2_nonpositive(yb);
+    e.p = kSkip == Stash::Teacher ? B::splat(0) : simd::exp2_nonpositive(ya);
+    e.q = kSkip == Stash::Student ? B::splat(0) : simd::exp2_nonpositive(yb);
     e.u = fms(dt - ds, kb, dl);
     return e;
   };
+  auto elem = [&](Index j, auto lanes) { return view(j, lanes, std::integral_constant<Stash, Stash::None>{}); };
   // Entries masked on both sides (and tail lanes) contribute nothing, whatever the formula.
   const B ninf = B::splat(-std::numeric_limits<T>::infinity());
   auto live = [&](const Elem<B>& e) { return (e.a > ninf) | (e.b > ninf); };
@@ -173,7 +206,27 @@ RowResult divergence_row_bound(const Gen& gen, const TeacherRow& teacher, const 
     if constexpr (!gen_masks_itself<Gen>::value) h = select(live(e), h, B::splat(0));
     return gb * fnma(e.q, cb, h);
   };
-  if (out.beta == T(0)) {
+  // A teacher row with the student's statistics (a target made from the student itself, as Taid's
+  // at lambda 0) takes p as it takes q, so p = q gives a gradient of exactly 0.
+  if (stash && !(st.t.max == st.s.max && st.t.sum == st.s.sum)) {
+    // p = stash * 2^(k log2(e) (ref_b - max t) - log2 S_t) (q likewise), the factor 2^y made per
+    // block in double: f1 alone while it is a normal T, else f1 = 2^lo and f2 the rest, both normal
+    // down to 2^(2 lo), below which every stashed value (<= 2^64) times the factor rounds to 0.
+    constexpr double lo = -(std::numeric_limits<T>::max_exponent - 8);  // float -120, double -1016
+    const SideStats<T>& side = kReuse == Stash::Teacher ? st.t : st.s;
+    const double l2 = (kReuse == Stash::Teacher ? lst : lss) * kLog2e;
+    for (Index b = (n - 1) / kBlock; b >= 0; --b) {
+      const double y = kd * kLog2e * (static_cast<double>(refs[b]) - static_cast<double>(side.max)) - l2;
+      const double f1 = std::exp2(std::max(y, lo));
+      const double f2 = y < lo ? std::exp2(std::max(y, 2 * lo) - lo) : 1.0;
+      const B f1b = B::splat(static_cast<T>(f1)), f2b = B::splat(static_cast<T>(f2));
+      sweep_reverse<W>(b * kBlock, std::min(n, (b + 1) * kBlock), [&](Index j, auto lanes) {
+        Elem<B> e = view(j, lanes, std::integral_constant<Stash, kReuse>{});
+        (kReuse == Stash::Teacher ? e.p : e.q) = load<B>(grad + j, lanes, T(0)) * f1b * f2b;
+        store(grad + j, grad_entry(e), lanes);
+      });
+    }
+  } else if (out.beta == T(0)) {
     sweep_reverse<W>(0, n, [&](Index j, auto lanes) { store(grad + j, grad_entry(elem(j, lanes)), lanes); });
   } else {
     const B bb = B::splat(out.beta);
@@ -190,10 +243,20 @@ RowResult divergence_row_bound(const Gen& gen, const TeacherRow& teacher, const 
 template <class Arch, class Gen, class T, class TeacherRow>
 RowResult divergence_row(const Gen& gen, const TeacherRow& teacher, const T* student, Index n, T k,
                          const GradOut<T>& out) {
+  auto run = [&](const auto& g) {
+    using G = std::decay_t<decltype(g)>;
+    if constexpr (gen_reuse_either<G>::value) {
+      if (g.reuse_side() == Stash::Student)
+        return divergence_row_bound<Arch, Stash::Student>(g, teacher, student, n, k, out);
+      return divergence_row_bound<Arch, Stash::Teacher>(g, teacher, student, n, k, out);
+    } else {
+      return divergence_row_bound<Arch, gen_reuse<G>::value>(g, teacher, student, n, k, out);
+    }
+  };
   if constexpr (gen_binds<T, Gen>::value)
-    return divergence_row_bound<Arch>(gen.template bind<T>(), teacher, student, n, k, out);
+    return run(gen.template bind<T>());
   else
-    return divergence_row_bound<Arch>(gen, teacher, student, n, k, out);
+    return run(gen);
 }
 
 }  // namespace kernels

@@ -75,6 +75,18 @@ struct BlockSums {
   T max_t = -std::numeric_limits<T>::infinity(), max_s = -std::numeric_limits<T>::infinity();
 };
 
+/// Where pass 1 leaves one side's exponentials when the plan asks (`StatsPlan::stash`): for the
+/// teacher, `row[v]` \f$= 2^{k \log_2 e\,(t_v - r_b)}\f$ with \f$r_b\f$ = `ref[b]` the reference
+/// maximum of v's block b (blocks of `stats_block`; \f$r_b \le \max t\f$, an exponent may exceed 0
+/// by up to 64), so \f$p_v\f$ = `row[v]` \f$\cdot\, 2^{k \log_2 e\,(r_b - \max t)} / S_t\f$: a
+/// later pass gets p with a multiply by a per-block factor instead of an exponential (the student
+/// likewise gives q). `ref` holds one entry per block.
+template <class T>
+struct ExpStash {
+  T* row = nullptr;
+  T* ref = nullptr;
+};
+
 /// Entries per pass-1 block for a batch type B (the unit of online rescaling).
 template <class B>
 constexpr Index stats_block() {
@@ -82,8 +94,11 @@ constexpr Index stats_block() {
 }
 
 /// What pass 1 accumulates (compile-time, so unused work is not compiled).
+/// Which side's exponentials pass 1 leaves in a row for a later pass (`ExpStash`).
+enum class Stash : std::uint8_t { None, Teacher, Student };
+
 template <bool Teacher, bool Student, bool CrossT, bool CrossS, bool StudentSum = false,
-          bool TeacherMoments = false>
+          bool TeacherMoments = false, Stash StashSide = Stash::None>
 struct StatsPlan {
   static constexpr bool teacher = Teacher;
   static constexpr bool student = Student;
@@ -92,7 +107,11 @@ struct StatsPlan {
   static constexpr bool student_sum = StudentSum;  ///< also \f$\sum_v (s_v - \max s)\f$
   /// also the first two moments of the teacher logits under p (AdaptiveKL's head estimate)
   static constexpr bool teacher_moments = TeacherMoments;
+  /// also write one side's exponentials to a row (see `ExpStash`)
+  static constexpr Stash stash = StashSide;
   static_assert(!StudentSum || Student, "the student sum needs the student row");
+  static_assert(StashSide != Stash::Teacher || Teacher, "the teacher stash needs the teacher row");
+  static_assert(StashSide != Stash::Student || Student, "the student stash needs the student row");
   static_assert(!(CrossT || CrossS) || (Teacher && Student), "cross sums need both rows");
 };
 
@@ -109,7 +128,8 @@ struct StatsPlan {
 /// -inf logits are legal (masked vocabulary) and contribute nothing; NaN and +inf poison the sums
 /// so `SideStats::check` sees them. Tail lanes read as -inf.
 template <class Arch, class Plan, class T, class TeacherRow, class StudentRow>
-PairStats<T> row_stats(const TeacherRow& teacher, const StudentRow& srow, Index n, T k) {
+PairStats<T> row_stats(const TeacherRow& teacher, const StudentRow& srow, Index n, T k,
+                       const ExpStash<T>& stash = {}) {
   static_assert(!Plan::student_sum || std::is_same<StudentRow, PlainRow<T>>::value,
                 "the student sum reads a plain student row");
   using B = simd::batch<T, Arch>;
@@ -193,6 +213,7 @@ PairStats<T> row_stats(const TeacherRow& teacher, const StudentRow& srow, Index 
         dtv = x - mtb;
         et = simd::exp2_nonpositive(dtv * kb);
         ft[a] = ft[a] + et;
+        if constexpr (Plan::stash == Stash::Teacher) store(stash.row + j, et, lanes);
         if constexpr (Plan::teacher_moments) {
           // -inf entries (weight 0) are clamped so their product stays 0 rather than NaN.
           const B xc = max(dtv, B::splat(T(-1e15)));
@@ -207,6 +228,7 @@ PairStats<T> row_stats(const TeacherRow& teacher, const StudentRow& srow, Index 
         dsv = x - msb;
         es = simd::exp2_nonpositive(dsv * kb);
         fs[a] = fs[a] + es;
+        if constexpr (Plan::stash == Stash::Student) store(stash.row + j, es, lanes);
         // Tail lanes read as the maximum here (they must add 0, not -inf).
         if constexpr (Plan::student_sum) fsum[a] = fsum[a] + (load<B>(srow.p + j, lanes, finite_floor(ms)) - msb);
       }
@@ -258,10 +280,16 @@ PairStats<T> row_stats(const TeacherRow& teacher, const StudentRow& srow, Index 
   auto too_high = [&](T block_max, T m) {
     return kb2 * (static_cast<double>(block_max) - static_cast<double>(finite_floor(m))) > kHeadroom;
   };
+  // The reference maximum a stashed block's exponentials are relative to.
+  auto record = [&](Index j0) {
+    if constexpr (Plan::stash != Stash::None)
+      stash.ref[j0 / kBlock] = finite_floor(Plan::stash == Stash::Teacher ? mt : ms);
+  };
   for (Index j0 = 0; j0 < n; j0 += kBlock) {
     const Index j1 = std::min(n, j0 + kBlock);
     if (j0 == 0) {
       add(sweep_block(j0, j1, std::false_type{}));
+      record(j0);
       continue;
     }
     const BlockSums<T> block = sweep_block(j0, j1, std::true_type{});
@@ -269,8 +297,10 @@ PairStats<T> row_stats(const TeacherRow& teacher, const StudentRow& srow, Index 
     if (too_high(block.max_t, mt) || too_high(block.max_s, ms)) {
       move_to(nmt, nms);
       add(sweep_block(j0, j1, std::false_type{}));
+      record(j0);
     } else {
       add(block);
+      record(j0);
       move_to(nmt, nms);
     }
   }
@@ -293,8 +323,9 @@ PairStats<T> row_stats(const TeacherRow& teacher, const StudentRow& srow, Index 
 
 /// Pass 1 with the student row read straight from memory.
 template <class Arch, class Plan, class T, class TeacherRow>
-PairStats<T> row_stats(const TeacherRow& teacher, const T* student, Index n, T k) {
-  return row_stats<Arch, Plan>(teacher, PlainRow<T>{student}, n, k);
+PairStats<T> row_stats(const TeacherRow& teacher, const T* student, Index n, T k,
+                       const ExpStash<T>& stash = {}) {
+  return row_stats<Arch, Plan>(teacher, PlainRow<T>{student}, n, k, stash);
 }
 
 }  // namespace kernels
