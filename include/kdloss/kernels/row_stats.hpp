@@ -73,6 +73,8 @@ template <class T>
 struct BlockSums {
   double st = 0, ss = 0, ct = 0, cs = 0, m1 = 0, m2 = 0, lin = 0;
   T max_t = -std::numeric_limits<T>::infinity(), max_s = -std::numeric_limits<T>::infinity();
+  T dpos = -std::numeric_limits<T>::infinity();  ///< the largest D (+inf: a teacher entry uncovered)
+  T dneg = -std::numeric_limits<T>::infinity();  ///< the largest -D (+inf: a student entry uncovered)
 };
 
 /// Where pass 1 leaves one side's exponentials when the plan asks (`StatsPlan::stash`): for the
@@ -144,7 +146,7 @@ PairStats<T> row_stats(const TeacherRow& teacher, const StudentRow& srow, Index 
   PairStats<T> r;
   T mt = -kInf, ms = -kInf;
   double st = 0, ss = 0, ct = 0, cs = 0, lin = 0, m1 = 0, m2 = 0;
-  B dpos = B::splat(-kInf), dneg = B::splat(-kInf);
+  T dpos = -kInf, dneg = -kInf;
   // exp(k (x - max)) = 2^(k log2(e) (x - max)): one multiplier folds 1/tau and log2(e).
   const B kb = B::splat(static_cast<T>(static_cast<double>(k) * 1.4426950408889634));
 
@@ -198,6 +200,12 @@ PairStats<T> row_stats(const TeacherRow& teacher, const StudentRow& srow, Index 
   // One block's sums relative to the current maxima (and, when `track`, the block's maxima).
   auto sweep_block = [&](Index j0, Index j1, auto track) {
     constexpr bool kTrack = decltype(track)::value;
+    // Local copies of the rows and accumulators only: a store to the stash row may alias whatever
+    // the closure reaches by reference, which would otherwise be reloaded (or kept in memory) at
+    // every vector.
+    [[maybe_unused]] const TeacherRow trow = teacher;
+    [[maybe_unused]] const StudentRow sr = srow;
+    [[maybe_unused]] T* const stash_row = stash.row;
     const T msf = finite_floor(ms);
     const B mtb = B::splat(finite_floor(mt)), msb = B::splat(msf);
     B ft[2] = {B::splat(0), B::splat(0)}, fs[2] = {B::splat(0), B::splat(0)};
@@ -205,15 +213,16 @@ PairStats<T> row_stats(const TeacherRow& teacher, const StudentRow& srow, Index 
     B fsum[2] = {B::splat(0), B::splat(0)};
     B fm1[2] = {B::splat(0), B::splat(0)}, fm2[2] = {B::splat(0), B::splat(0)};
     B bt[2] = {B::splat(-kInf), B::splat(-kInf)}, bs[2] = {B::splat(-kInf), B::splat(-kInf)};
+    B dp = B::splat(-kInf), dn = B::splat(-kInf);
     auto body = [&](Index j, auto lanes, int a) {
       B dtv = B::splat(0), dsv = B::splat(0), et = B::splat(0), es = B::splat(0);
       if constexpr (Plan::teacher) {
-        const B x = teacher.template load<B>(j, lanes);
+        const B x = trow.template load<B>(j, lanes);
         if constexpr (kTrack) bt[a] = max(x, bt[a]);
         dtv = x - mtb;
         et = simd::exp2_nonpositive(dtv * kb);
         ft[a] = ft[a] + et;
-        if constexpr (Plan::stash == Stash::Teacher) store(stash.row + j, et, lanes);
+        if constexpr (Plan::stash == Stash::Teacher) store(stash_row + j, et, lanes);
         if constexpr (Plan::teacher_moments) {
           // -inf entries (weight 0) are clamped so their product stays 0 rather than NaN.
           const B xc = max(dtv, B::splat(T(-1e15)));
@@ -223,14 +232,14 @@ PairStats<T> row_stats(const TeacherRow& teacher, const StudentRow& srow, Index 
         }
       }
       if constexpr (Plan::student) {
-        const B x = srow.template load<B>(j, lanes);
+        const B x = sr.template load<B>(j, lanes);
         if constexpr (kTrack) bs[a] = max(x, bs[a]);
         dsv = x - msb;
         es = simd::exp2_nonpositive(dsv * kb);
         fs[a] = fs[a] + es;
-        if constexpr (Plan::stash == Stash::Student) store(stash.row + j, es, lanes);
+        if constexpr (Plan::stash == Stash::Student) store(stash_row + j, es, lanes);
         // Tail lanes read as the maximum here (they must add 0, not -inf).
-        if constexpr (Plan::student_sum) fsum[a] = fsum[a] + (load<B>(srow.p + j, lanes, finite_floor(ms)) - msb);
+        if constexpr (Plan::student_sum) fsum[a] = fsum[a] + (load<B>(sr.p + j, lanes, msf) - msb);
       }
       if constexpr (Plan::cross_t || Plan::cross_s) {
         // D = +inf: teacher finite, student -inf. D = -inf: the reverse. NaN: both -inf (or a tail
@@ -239,11 +248,11 @@ PairStats<T> row_stats(const TeacherRow& teacher, const StudentRow& srow, Index 
         const B d = dtv - dsv;
         if constexpr (Plan::cross_t) {
           fct[a] = fma(et, max(d, B::splat(-kBig)), fct[a]);
-          dpos = max(d, dpos);
+          dp = max(d, dp);
         }
         if constexpr (Plan::cross_s) {
           fcs[a] = fma(es, min(d, B::splat(kBig)), fcs[a]);
-          dneg = max(-d, dneg);
+          dn = max(-d, dn);
         }
       }
     };
@@ -266,10 +275,13 @@ PairStats<T> row_stats(const TeacherRow& teacher, const StudentRow& srow, Index 
       sums.lin = hsum_wide(fsum[0] + fsum[1]) + static_cast<double>(j1 - j0) * static_cast<double>(msf);
     if constexpr (kTrack && Plan::teacher) sums.max_t = hmax(max(bt[0], bt[1]));
     if constexpr (kTrack && Plan::student) sums.max_s = hmax(max(bs[0], bs[1]));
+    if constexpr (Plan::cross_t) sums.dpos = hmax(dp);
+    if constexpr (Plan::cross_s) sums.dneg = hmax(dn);
     return sums;
   };
   auto add = [&](const BlockSums<T>& b) {
     st += b.st, ss += b.ss, ct += b.ct, cs += b.cs, m1 += b.m1, m2 += b.m2, lin += b.lin;
+    dpos = std::max(dpos, b.dpos), dneg = std::max(dneg, b.dneg);
   };
 
   // A later block's exponents may exceed 0 by up to kHeadroom (base 2), which keeps its float sums
@@ -316,8 +328,8 @@ PairStats<T> row_stats(const TeacherRow& teacher, const StudentRow& srow, Index 
   r.teacher_m1 = m1;
   r.teacher_m2 = m2;
   if constexpr (Plan::student_sum) r.student_sum = lin - static_cast<double>(n) * static_cast<double>(finite_floor(ms));
-  if constexpr (Plan::cross_t) r.teacher_uncovered = hmax(dpos) == kInf;
-  if constexpr (Plan::cross_s) r.student_uncovered = hmax(dneg) == kInf;
+  if constexpr (Plan::cross_t) r.teacher_uncovered = dpos == kInf;
+  if constexpr (Plan::cross_s) r.student_uncovered = dneg == kInf;
   return r;
 }
 
