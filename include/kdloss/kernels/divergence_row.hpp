@@ -100,9 +100,13 @@ struct gen_binds<T, Gen, std::void_t<decltype(std::declval<const Gen&>().templat
 /// Passes after the first run backwards over the row, so a row larger than L2 starts on the lines
 /// the previous pass left in cache. `out.row == nullptr` computes the value alone.
 template <class Arch, Stash Side, class Gen, class T, class TeacherRow>
-RowResult divergence_row_bound(const Gen& gen, const TeacherRow& teacher, const T* student, Index n,
+RowResult divergence_row_bound(const Gen& gen_in, const TeacherRow& teacher_in, const T* student, Index n,
                                T k, const GradOut<T>& out) {
   using B = simd::batch<T, Arch>;
+  // Local copies: a store to the gradient row may alias anything reached through a reference, which
+  // the loops would otherwise load again at every vector.
+  const Gen gen = gen_in;
+  const TeacherRow teacher = teacher_in;
   constexpr int W = B::size;
   constexpr bool kStatsValue = gen_value_from<Gen>::value == From::Stats;
   constexpr bool kStatsCentre = gen_centre_from<Gen>::value == From::Stats;
