@@ -93,8 +93,9 @@ void check_reference(long n, long v, kdloss::Options<T> opt, std::uint32_t s, do
 /// Rows whose maxima rise along the row, the case pass 1's blocks rescale for (each block's
 /// exponentials are relative to the maxima of the blocks before it, and a block that rises more
 /// than 64 in base-2 exponent is swept again): a slow ramp (every block rises, by less than the
-/// headroom), jumps of 80 logits (beyond it), a first stretch of -inf on both sides, the maximum in the last
-/// entry, and the same rows for the other side. V = 5000 spans several blocks on every path.
+/// headroom), jumps of 80 logits (beyond it), a first stretch of -inf on both sides, the maximum in
+/// the last entry, and the same rows for the other side. V = 5000 spans several blocks on every
+/// path.
 template <class Spec, class T>
 void check_rising_maxima(std::uint32_t s) {
   constexpr T kNegInf = -std::numeric_limits<T>::infinity();

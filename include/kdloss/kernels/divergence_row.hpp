@@ -111,21 +111,20 @@ RowResult divergence_row_bound(const Gen& gen_in, const TeacherRow& teacher_in, 
   constexpr bool kStatsValue = gen_value_from<Gen>::value == From::Stats;
   constexpr bool kStatsCentre = gen_centre_from<Gen>::value == From::Stats;
   constexpr bool kFkl = gen_needs_fkl<Gen>::value, kRkl = gen_needs_rkl<Gen>::value;
-  using Plan = StatsPlan<true, true, kFkl, kRkl>;
   T* const grad = out.row;
 
   // Pass 1 leaves one side's exponentials in the gradient row when the gradient pass will
   // overwrite it and reuses them (rows of up to kStashBlocks pass-1 blocks: 512k entries in float
   // AVX-512; longer rows take the exponential again).
   constexpr Stash kReuse = kStatsValue && kStatsCentre ? Side : Stash::None;
+  using Plan = StatsPlan<true, true, kFkl, kRkl>;
+  using StashPlan = StatsPlan<true, true, kFkl, kRkl, false, false, kReuse>;
   constexpr Index kBlock = stats_block<B>();
   constexpr Index kStashBlocks = kReuse != Stash::None ? 512 : 1;
   T refs[kStashBlocks];
   const bool stash = kReuse != Stash::None && grad != nullptr && out.beta == T(0) && n <= kStashBlocks * kBlock;
-  const PairStats<T> st =
-      stash ? row_stats<Arch, StatsPlan<true, true, kFkl, kRkl, false, false, kReuse>>(teacher, student, n, k,
-                                                                                       ExpStash<T>{grad, refs})
-            : row_stats<Arch, Plan>(teacher, student, n, k);
+  const PairStats<T> st = stash ? row_stats<Arch, StashPlan>(teacher, student, n, k, ExpStash<T>{grad, refs})
+                                : row_stats<Arch, Plan>(teacher, student, n, k);
   // The student first: a target formed from the student (Taid, DeltaKL) inherits its defects.
   if (RowError e = st.s.check(false); e != RowError::None) return {0, e};
   if (RowError e = st.t.check(true); e != RowError::None) return {0, e};
@@ -210,35 +209,43 @@ RowResult divergence_row_bound(const Gen& gen_in, const TeacherRow& teacher_in, 
     if constexpr (!gen_masks_itself<Gen>::value) h = select(live(e), h, B::splat(0));
     return gb * fnma(e.q, cb, h);
   };
-  // A teacher row with the student's statistics (a target made from the student itself, as Taid's
-  // at lambda 0) takes p as it takes q, so p = q gives a gradient of exactly 0.
-  if (stash && !(st.t.max == st.s.max && st.t.sum == st.s.sum)) {
-    // p = stash * 2^(k log2(e) (ref_b - max t) - log2 S_t) (q likewise), the factor 2^y made per
-    // block in double: f1 alone while it is a normal T, else f1 = 2^lo and f2 the rest, both normal
-    // down to 2^(2 lo), below which every stashed value (<= 2^64) times the factor rounds to 0.
+  // Writes the gradient block by block from the end of the row. `from_stash` names the side whose
+  // probability comes from pass 1's stash: stash * 2^(k log2(e) (ref_b - max) - log2 S), the
+  // factor 2^y made per block in double (f1 alone while it is a normal T, else f1 = 2^lo and f2 the
+  // rest, both normal down to 2^(2 lo), below which every stashed value (<= 2^64) times the factor
+  // rounds to 0). `accumulate` adds beta times the old row.
+  auto write = [&](auto from_stash, auto accumulate) {
+    constexpr Stash kFrom = decltype(from_stash)::value;
     constexpr double lo = -(std::numeric_limits<T>::max_exponent - 8);  // float -120, double -1016
-    const SideStats<T>& side = kReuse == Stash::Teacher ? st.t : st.s;
-    const double l2 = (kReuse == Stash::Teacher ? lst : lss) * kLog2e;
+    const SideStats<T>& side = kFrom == Stash::Teacher ? st.t : st.s;
+    const double l2 = (kFrom == Stash::Teacher ? lst : lss) * kLog2e;
+    const B bb = B::splat(out.beta);
     for (Index b = (n - 1) / kBlock; b >= 0; --b) {
-      const double y = kd * kLog2e * (static_cast<double>(refs[b]) - static_cast<double>(side.max)) - l2;
-      const double f1 = std::exp2(std::max(y, lo));
-      const double f2 = y < lo ? std::exp2(std::max(y, 2 * lo) - lo) : 1.0;
-      const B f1b = B::splat(static_cast<T>(f1)), f2b = B::splat(static_cast<T>(f2));
+      B f1b = B::splat(T(1)), f2b = B::splat(T(1));
+      if constexpr (kFrom != Stash::None) {
+        const double y = kd * kLog2e * (static_cast<double>(refs[b]) - static_cast<double>(side.max)) - l2;
+        f1b = B::splat(static_cast<T>(std::exp2(std::max(y, lo))));
+        f2b = B::splat(static_cast<T>(y < lo ? std::exp2(std::max(y, 2 * lo) - lo) : 1.0));
+      }
       sweep_reverse<W>(b * kBlock, std::min(n, (b + 1) * kBlock), [&](Index j, auto lanes) {
-        Elem<B> e = view(j, lanes, std::integral_constant<Stash, kReuse>{});
-        (kReuse == Stash::Teacher ? e.p : e.q) = load<B>(grad + j, lanes, T(0)) * f1b * f2b;
-        store(grad + j, grad_entry(e), lanes);
+        Elem<B> e = view(j, lanes, from_stash);
+        if constexpr (kFrom != Stash::None)
+          (kFrom == Stash::Teacher ? e.p : e.q) = load<B>(grad + j, lanes, T(0)) * f1b * f2b;
+        B g = grad_entry(e);
+        if constexpr (decltype(accumulate)::value) g = fma(load<B>(grad + j, lanes, T(0)), bb, g);
+        store(grad + j, g, lanes);
       });
     }
-  } else if (out.beta == T(0)) {
-    sweep_reverse<W>(0, n, [&](Index j, auto lanes) { store(grad + j, grad_entry(elem(j, lanes)), lanes); });
-  } else {
-    const B bb = B::splat(out.beta);
-    sweep_reverse<W>(0, n, [&](Index j, auto lanes) {
-      const B old = load<B>(grad + j, lanes, T(0));
-      store(grad + j, fma(old, bb, grad_entry(elem(j, lanes))), lanes);
-    });
-  }
+  };
+  using None = std::integral_constant<Stash, Stash::None>;
+  // A teacher row with the student's statistics (a target made from the student itself, as Taid's
+  // at lambda 0) takes p as it takes q, so p = q gives a gradient of exactly 0.
+  if (stash && !(st.t.max == st.s.max && st.t.sum == st.s.sum))
+    write(std::integral_constant<Stash, kReuse>{}, std::false_type{});
+  else if (out.beta == T(0))
+    write(None{}, std::false_type{});
+  else
+    write(None{}, std::true_type{});
   return {value, RowError::None};
 }
 

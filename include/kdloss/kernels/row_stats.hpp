@@ -95,10 +95,10 @@ constexpr Index stats_block() {
   return Index{64} * B::size;
 }
 
-/// What pass 1 accumulates (compile-time, so unused work is not compiled).
 /// Which side's exponentials pass 1 leaves in a row for a later pass (`ExpStash`).
 enum class Stash : std::uint8_t { None, Teacher, Student };
 
+/// What pass 1 accumulates (compile-time, so unused work is not compiled).
 template <bool Teacher, bool Student, bool CrossT, bool CrossS, bool StudentSum = false,
           bool TeacherMoments = false, Stash StashSide = Stash::None>
 struct StatsPlan {
@@ -279,9 +279,13 @@ PairStats<T> row_stats(const TeacherRow& teacher, const StudentRow& srow, Index 
     if constexpr (Plan::cross_s) sums.dneg = hmax(dn);
     return sums;
   };
-  auto add = [&](const BlockSums<T>& b) {
+  // Takes in the sums of the block at j0, made relative to the current maxima (which a stashed
+  // block's exponentials are relative to as well).
+  auto add = [&](Index j0, const BlockSums<T>& b) {
     st += b.st, ss += b.ss, ct += b.ct, cs += b.cs, m1 += b.m1, m2 += b.m2, lin += b.lin;
     dpos = std::max(dpos, b.dpos), dneg = std::max(dneg, b.dneg);
+    if constexpr (Plan::stash != Stash::None)
+      stash.ref[j0 / kBlock] = finite_floor(Plan::stash == Stash::Teacher ? mt : ms);
   };
 
   // A later block's exponents may exceed 0 by up to kHeadroom (base 2), which keeps its float sums
@@ -292,27 +296,19 @@ PairStats<T> row_stats(const TeacherRow& teacher, const StudentRow& srow, Index 
   auto too_high = [&](T block_max, T m) {
     return kb2 * (static_cast<double>(block_max) - static_cast<double>(finite_floor(m))) > kHeadroom;
   };
-  // The reference maximum a stashed block's exponentials are relative to.
-  auto record = [&](Index j0) {
-    if constexpr (Plan::stash != Stash::None)
-      stash.ref[j0 / kBlock] = finite_floor(Plan::stash == Stash::Teacher ? mt : ms);
-  };
   for (Index j0 = 0; j0 < n; j0 += kBlock) {
     const Index j1 = std::min(n, j0 + kBlock);
     if (j0 == 0) {
-      add(sweep_block(j0, j1, std::false_type{}));
-      record(j0);
+      add(j0, sweep_block(j0, j1, std::false_type{}));
       continue;
     }
     const BlockSums<T> block = sweep_block(j0, j1, std::true_type{});
     const T nmt = std::max(mt, block.max_t), nms = std::max(ms, block.max_s);
     if (too_high(block.max_t, mt) || too_high(block.max_s, ms)) {
       move_to(nmt, nms);
-      add(sweep_block(j0, j1, std::false_type{}));
-      record(j0);
+      add(j0, sweep_block(j0, j1, std::false_type{}));
     } else {
-      add(block);
-      record(j0);
+      add(j0, block);
       move_to(nmt, nms);
     }
   }
