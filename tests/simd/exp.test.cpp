@@ -167,16 +167,17 @@ TEST_CASE("kernel exp2 (float, y <= 64) is within 3 ulp of std::exp2", "[simd][e
 
 TEST_CASE("vector log and expm1 (float) over the whole float range", "[simd][log]") {
   using B = simd::batch<float, Arch>;
-  float in[B::size], out[B::size];
+  float in[B::size], out[B::size], out_nn[B::size];
   std::int64_t worst_log = 0, worst_expm1 = 0;
   float at_log = 0, at_expm1 = 0;
-  long nan_bad = 0;
+  long nan_bad = 0, nn_differs = 0;
   for (std::uint64_t u = 0; u < (std::uint64_t{1} << 32); u += 97u * B::size) {
     for (int l = 0; l < B::size; ++l) {
       const auto bits = static_cast<std::uint32_t>(u + static_cast<std::uint64_t>(l) * 97u);
       std::memcpy(&in[l], &bits, sizeof bits);
     }
     simd::log(B::load(in)).store(out);
+    simd::log_nonnegative(B::load(in)).store(out_nn);
     for (int l = 0; l < B::size; ++l) {
       const float ref = std::log(in[l]);
       if (std::isnan(ref)) {
@@ -184,6 +185,8 @@ TEST_CASE("vector log and expm1 (float) over the whole float range", "[simd][log
       } else if (const std::int64_t d = ulp_distance(out[l], ref); d > worst_log) {
         worst_log = d, at_log = in[l];
       }
+      // Where its argument is allowed (finite, >= 0), log_nonnegative is log without the guards.
+      if (in[l] >= 0 && std::isfinite(in[l])) nn_differs += std::memcmp(&out[l], &out_nn[l], sizeof(float)) != 0;
     }
     simd::expm1(B::load(in)).store(out);
     for (int l = 0; l < B::size; ++l) {
@@ -199,6 +202,7 @@ TEST_CASE("vector log and expm1 (float) over the whole float range", "[simd][log
   CHECK(worst_log <= 1);
   CHECK(worst_expm1 <= 2);
   CHECK(nan_bad == 0);
+  CHECK(nn_differs == 0);
 }
 
 TEMPLATE_TEST_CASE("vector log and expm1 special values and double accuracy", "[simd][log]", float, double) {
@@ -219,6 +223,11 @@ TEMPLATE_TEST_CASE("vector log and expm1 special values and double accuracy", "[
   CHECK(std::isnan(one(lg, T(-1))));
   CHECK(std::isnan(one(lg, std::numeric_limits<T>::quiet_NaN())));
   CHECK(ulp_distance(one(lg, std::numeric_limits<T>::denorm_min()), std::log(std::numeric_limits<T>::denorm_min())) <= 2);
+  auto lnn = [](B x) { return simd::log_nonnegative(x); };
+  CHECK(one(lnn, T(0)) == -inf);
+  CHECK(one(lnn, T(1)) == T(0));
+  CHECK(one(lnn, std::numeric_limits<T>::denorm_min()) == one(lg, std::numeric_limits<T>::denorm_min()));
+  CHECK(one(lnn, std::numeric_limits<T>::max()) == one(lg, std::numeric_limits<T>::max()));
   CHECK(one(em, T(0)) == T(0));
   CHECK(one(em, -inf) == T(-1));
   CHECK(one(em, inf) == inf);
@@ -226,12 +235,15 @@ TEMPLATE_TEST_CASE("vector log and expm1 special values and double accuracy", "[
   std::mt19937_64 gen(777);
   std::uniform_real_distribution<double> wide(-700.0, 700.0), narrow(-8.0, 8.0);
   std::int64_t worst_log = 0, worst_expm1 = 0;
+  long nn_differs = 0;
   for (int k = 0; k < 200000; ++k) {
     const T x = static_cast<T>(std::exp(wide(gen) / (sizeof(T) == 4 ? 8.0 : 1.0)));
     worst_log = std::max(worst_log, ulp_distance(one(lg, x), std::log(x)));
+    nn_differs += one(lnn, x) != one(lg, x);
     const T y = static_cast<T>(narrow(gen));
     worst_expm1 = std::max(worst_expm1, ulp_distance(one(em, y), std::expm1(y)));
   }
   CHECK(worst_log <= 2);
   CHECK(worst_expm1 <= 2);
+  CHECK(nn_differs == 0);
 }

@@ -67,7 +67,7 @@ KDLOSS_INLINE B log_mixture(const kernels::Elem<B>& e, const MixWeight<typename 
   // subnormal, where a float log is not).
   if (mw.w == 0) return e.b;
   if (mw.w == 1) return e.a;
-  const B lm = max(simd::log(mw.mixture(e)), max(e.a + B::splat(mw.log_w), e.b + B::splat(mw.log_1mw)));
+  const B lm = max(simd::log_nonnegative(mw.mixture(e)), max(e.a + B::splat(mw.log_w), e.b + B::splat(mw.log_1mw)));
   // p = q exactly (same logits): log m is log p, so D(p||p) = 0 exactly, not a rounding residue.
   return select(e.a == e.b, e.a, lm);
 }
