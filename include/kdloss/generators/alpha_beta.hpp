@@ -21,7 +21,8 @@ namespace generators {
 /// \f$(1, 0)\f$ is KL(p||q), \f$(0, 1)\f$ is KL(q||p), \f$(\frac12, \frac12)\f$ is
 /// \f$2\sum(\sqrt p - \sqrt q)^2\f$, \f$(\alpha, 1-\alpha)\f$ is Amari's alpha-divergence.
 ///
-/// Each case is evaluated from its own formula with every power taken as \f$e^{c\log p}\f$ (so
+/// Each case is evaluated from its own formula with every power taken as \f$2^{c\log_2 p}\f$
+/// (\f$e^{c\log p}\f$ for \f$c < 0\f$) (so
 /// probabilities that underflow in float, and ratios beyond float's range, give the float-rounded
 /// value, never 0 times infinity); \f$h = q\,\partial D/\partial q = (q^\lambda - p^\alpha
 /// q^\beta)/\alpha\f$, \f$-q^\beta\log(p/q)\f$ at \f$\alpha = 0\f$. Near (not at) \f$\beta = 0\f$ the
@@ -53,17 +54,17 @@ struct AlphaBeta {
     if (beta == 0 && alpha == 0) {
       t = B::splat(T(0.5)) * e.u * e.u;
     } else if (beta == 0) {  // (p^a a u - p^a + q^a) / a^2
-      const B pa = pw(e, alpha, e.a, e.p), qa = pw(e, alpha, e.b, e.q);
+      const B pa = pw(alpha, e.a, e.a2, e.p), qa = pw(alpha, e.b, e.b2, e.q);
       t = (fma(pa, B::splat(T(alpha)) * e.u, qa) - pa) * B::splat(T(1 / (alpha * alpha)));
     } else if (alpha == 0) {  // (q^b (-b u - 1) + p^b) / b^2
-      const B pb = pw(e, beta, e.a, e.p), qb = pw(e, beta, e.b, e.q);
+      const B pb = pw(beta, e.a, e.a2, e.p), qb = pw(beta, e.b, e.b2, e.q);
       t = (fma(qb, fnma(B::splat(T(beta)), e.u, B::splat(T(-1))), pb)) * B::splat(T(1 / (beta * beta)));
     } else if (lambda == 0) {  // (-a u + e^{a u} - 1) / a^2
       const B au = B::splat(T(alpha)) * e.u;
       t = (simd::expm1(au) - au) * B::splat(T(1 / (alpha * alpha)));
     } else {  // -(p^a q^b - (a/l) p^l - (b/l) q^l) / (a b)
-      const B m = simd::exp(fma(B::splat(T(alpha)), e.a, B::splat(T(beta)) * e.b));
-      const B pl = pw(e, lambda, e.a, e.p), ql = pw(e, lambda, e.b, e.q);
+      const B m = mixed_power(e);
+      const B pl = pw(lambda, e.a, e.a2, e.p), ql = pw(lambda, e.b, e.b2, e.q);
       const B rest = fma(B::splat(T(alpha / lambda)), pl, B::splat(T(beta / lambda)) * ql);
       t = (rest - m) * B::splat(T(1 / (alpha * beta)));
     }
@@ -82,18 +83,18 @@ struct AlphaBeta {
     const double lambda = alpha + beta;
     B g;
     if (alpha == 0) {  // -q^b u
-      g = -(pw(e, beta, e.b, e.q) * e.u);
+      g = -(pw(beta, e.b, e.b2, e.q) * e.u);
     } else if (beta == 0) {  // (q^a - p^a) / a
-      g = (pw(e, alpha, e.b, e.q) - pw(e, alpha, e.a, e.p)) * B::splat(T(1 / alpha));
+      g = (pw(alpha, e.b, e.b2, e.q) - pw(alpha, e.a, e.a2, e.p)) * B::splat(T(1 / alpha));
     } else if (lambda == 0) {  // (1 - e^{a u}) / a
       g = -simd::expm1(B::splat(T(alpha)) * e.u) * B::splat(T(1 / alpha));
     } else {  // (q^l - p^a q^b) / a
-      const B m = simd::exp(fma(B::splat(T(alpha)), e.a, B::splat(T(beta)) * e.b));
-      g = (pw(e, lambda, e.b, e.q) - m) * B::splat(T(1 / alpha));
+      const B m = mixed_power(e);
+      g = (pw(lambda, e.b, e.b2, e.q) - m) * B::splat(T(1 / alpha));
     }
     return one_sided(e, g, [&](B) {  // q = 0 < p
       if (beta > 0 && lambda > 0) return B::splat(T(0));
-      if (beta == 0 && alpha > 0) return -(pw(e, alpha, e.a, e.p) * B::splat(T(1 / alpha)));
+      if (beta == 0 && alpha > 0) return -(pw(alpha, e.a, e.a2, e.p) * B::splat(T(1 / alpha)));
       return inf<B>();
     }, [&](B qa) {  // p = 0 < q
       return alpha > 0 ? qa * B::splat(T(1 / alpha)) : inf<B>();
@@ -105,11 +106,22 @@ struct AlphaBeta {
   static KDLOSS_INLINE B inf() {
     return B::splat(std::numeric_limits<typename B::value_type>::infinity());
   }
-  /// \f$x^c\f$ from \f$\log x\f$ (x itself when c = 1).
+  /// \f$x^c\f$ from \f$\log x\f$ and \f$\log_2 x\f$ (x itself when c = 1; \f$2^{c\log_2 x}\f$, the
+  /// kernels' exponential, when \f$c > 0\f$ keeps the exponent \f$\le 0\f$; \f$e^{c\log x}\f$ else).
   template <class B>
-  static KDLOSS_INLINE B pw(const kernels::Elem<B>&, double c, B log_x, B x) {
+  static KDLOSS_INLINE B pw(double c, B log_x, B log2_x, B x) {
     using T = typename B::value_type;
-    return c == 1 ? x : simd::exp(B::splat(T(c)) * log_x);
+    if (c == 1) return x;
+    if (c > 0) return simd::exp2_nonpositive(B::splat(T(c)) * log2_x);
+    return simd::exp(B::splat(T(c)) * log_x);
+  }
+  /// \f$p^\alpha q^\beta\f$ (in base 2 when both exponents are >= 0, as \f$p, q \le 1\f$ keep the
+  /// exponent \f$\le 0\f$).
+  template <class B>
+  KDLOSS_INLINE B mixed_power(const kernels::Elem<B>& e) const {
+    using T = typename B::value_type;
+    if (alpha >= 0 && beta >= 0) return simd::exp2_nonpositive(fma(B::splat(T(alpha)), e.a2, B::splat(T(beta)) * e.b2));
+    return simd::exp(fma(B::splat(T(alpha)), e.a, B::splat(T(beta)) * e.b));
   }
   /// Replaces the lanes where exactly one side is masked by the limits (computed only when a vector
   /// has such a lane): q_zero(p^lambda), p_zero(q^lambda).
@@ -119,8 +131,8 @@ struct AlphaBeta {
     const B ninf = B::splat(-std::numeric_limits<T>::infinity());
     const auto qm = (e.b == ninf) & (e.a > ninf), pm = (e.a == ninf) & (e.b > ninf);
     const double lambda = alpha + beta;
-    if (any(qm)) v = select(qm, q_zero(simd::exp(B::splat(T(lambda)) * e.a)), v);
-    if (any(pm)) v = select(pm, p_zero(simd::exp(B::splat(T(lambda)) * e.b)), v);
+    if (any(qm)) v = select(qm, q_zero(pw(lambda, e.a, e.a2, e.p)), v);
+    if (any(pm)) v = select(pm, p_zero(pw(lambda, e.b, e.b2, e.q)), v);
     return v;
   }
 };

@@ -25,13 +25,16 @@ struct KlStats {
 };
 
 /// Per-entry quantities a generator sees (all lanes of one vector): \f$a = \log p_v\f$,
-/// \f$b = \log q_v\f$, \f$p_v\f$, \f$q_v\f$ and the log-ratio \f$u = \log p_v - \log q_v\f$.
+/// \f$b = \log q_v\f$, \f$p_v\f$, \f$q_v\f$, the log-ratio \f$u = \log p_v - \log q_v\f$, and
+/// the base-2 logs \f$a_2 = \log_2 p_v\f$, \f$b_2 = \log_2 q_v\f$ (the kernel's own, from which
+/// \f$a\f$ and \f$b\f$ are made: a power \f$p^c = 2^{c a_2}\f$, \f$c \ge 0\f$, is one
+/// `simd::exp2_nonpositive`, cheaper than `simd::exp`).
 /// An entry masked on one side has \f$a\f$ or \f$b = -\infty\f$ (and \f$u = \mp\infty\f$); a
 /// probability that underflows in T is 0 while its log stays finite. Everything is inlined, so
 /// what a generator does not use is never computed.
 template <class B>
 struct Elem {
-  B a, b, p, q, u;
+  B a, b, p, q, u, a2, b2;
 };
 
 // Compile-time facts about a generator, with the defaults of a plain user generator (which only
@@ -159,6 +162,8 @@ RowResult divergence_row_bound(const Gen& gen_in, const TeacherRow& teacher_in, 
     e.p = kSkip == Stash::Teacher ? B::splat(0) : simd::exp2_nonpositive(ya);
     e.q = kSkip == Stash::Student ? B::splat(0) : simd::exp2_nonpositive(yb);
     e.u = fms(dt - ds, kb, dl);
+    e.a2 = ya;
+    e.b2 = yb;
     return e;
   };
   auto elem = [&](Index j, auto lanes) { return view(j, lanes, std::integral_constant<Stash, Stash::None>{}); };
