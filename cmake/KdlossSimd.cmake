@@ -18,6 +18,8 @@ endif()
 # is the default instruction set of kdloss_tests, which runs whole under the sanitizers, and it
 # leaves out avx2 as well (compared with scalar in the ci build).
 set(KDLOSS_TEST_ISAS "${KDLOSS_ISAS}" CACHE STRING "SIMD paths that get a test binary (of: ${KDLOSS_ISAS})")
+set(KDLOSS_TEST_ISA_FLAGS "" CACHE STRING
+    "Extra compile flags of the per-ISA test binaries only (the ci preset: -O2 there, -O1 elsewhere)")
 
 # g++ 12 reports false -W(maybe-)uninitialized positives inside its own AVX-512 intrinsics headers
 # when they are inlined into Eigen's AVX-512 packet math (GCC PR 105593, fixed in g++ 13). kdloss's
