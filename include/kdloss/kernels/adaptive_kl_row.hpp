@@ -21,6 +21,11 @@ struct AklRowInfo {
   long head_size = 0;
 };
 
+/// How many entries above the lowest threshold pass 2 of AdaptiveKL keeps for the head's cut in a row
+/// of n (a peaked teacher keeps a handful, a typical one about a tenth of the row); a row with more
+/// gathers its bracket in one more pass instead.
+inline Index keep_limit(Index n) { return std::max<Index>(512, n / 8); }
+
 /// Per-thread scratch of the AdaptiveKL row kernel.
 template <class T>
 struct AklScratch {
@@ -32,7 +37,7 @@ struct AklScratch {
   void reserve(Index v) {
     if (static_cast<Index>(a.size()) < v + 64) {
       for (auto* x : {&a, &r, &br_t, &br_p, &br_a}) x->resize(static_cast<size_t>(v) + 64);
-      for (auto* x : {&set_t, &set_p, &set_a}) x->resize(512 + 64);
+      for (auto* x : {&set_t, &set_p, &set_a}) x->resize(static_cast<size_t>(keep_limit(v)) + 64);
       select.reserve(v);
     }
   }
@@ -104,7 +109,7 @@ RowResult adaptive_kl_row(const T* teacher, const T* student, Index n, T k, doub
   T* const set_a = ws.set_a.data();
   Index nk = 0;  // the kept entries are [0, nk), in index order
   bool keeping = true;
-  constexpr Index kKeep = 512;  // at most this many (a peaked teacher keeps a handful)
+  const Index keep_max = keep_limit(n);
   B xb[M];
   for (int i = 0; i < M; ++i) xb[i] = B::splat(x[i]);
   B gap = B::splat(0), mass[M];
@@ -136,7 +141,7 @@ RowResult adaptive_kl_row(const T* teacher, const T* student, Index n, T k, doub
     if (keeping) {
       const auto keep = t > xb[M - 1];
       if (any(keep)) {
-        if (nk + W > kKeep) {
+        if (nk + W > keep_max) {
           keeping = false;  // too many: the head is cut from the row after the pass
         } else {
           compress_store(set_t + nk, keep, t);
