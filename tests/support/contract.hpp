@@ -24,6 +24,13 @@
 #include "matchers.hpp"
 #include "reference.hpp"
 
+// The harness below only drives the library and compares its results: clang compiles it without
+// optimisation (the library and the references, included above, are optimised as usual). Under the
+// sanitizers that takes a fifth off a test file's compile time (taid.test.cpp: 26 s against 32 s)
+// and nothing measurable off its run time (2.0 s either way).
+#if defined(__clang__)
+#pragma clang optimize off
+#endif
 namespace kdtest {
 
 template <class T>
@@ -568,3 +575,6 @@ void check_deep_underflow(std::uint32_t s) {
 }
 
 }  // namespace kdtest
+#if defined(__clang__)
+#pragma clang optimize on
+#endif
