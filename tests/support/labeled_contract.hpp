@@ -9,10 +9,7 @@
 
 #include "contract.hpp"
 
-// Unoptimised under clang, as contract.hpp's harness (see there).
-#if defined(__clang__)
-#pragma clang optimize off
-#endif
+KDTEST_HARNESS_BEGIN
 namespace kdtest {
 
 /// Labels in [0, V) with row 1 (when N > 1) set to the ignore index.
@@ -221,6 +218,4 @@ void check_labeled_layouts_and_allocation(long n, long v, std::uint32_t s) {
 }
 
 }  // namespace kdtest
-#if defined(__clang__)
-#pragma clang optimize on
-#endif
+KDTEST_HARNESS_END

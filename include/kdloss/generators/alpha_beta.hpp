@@ -21,8 +21,8 @@ namespace generators {
 /// \f$(1, 0)\f$ is KL(p||q), \f$(0, 1)\f$ is KL(q||p), \f$(\frac12, \frac12)\f$ is
 /// \f$2\sum(\sqrt p - \sqrt q)^2\f$, \f$(\alpha, 1-\alpha)\f$ is Amari's alpha-divergence.
 ///
-/// Each case is evaluated from its own formula with every power taken as \f$2^{c\log_2 p}\f$
-/// (\f$e^{c\log p}\f$ for \f$c < 0\f$) (so
+/// Each case is evaluated from its own formula with every power taken as \f$2^{c\log_2 p}\f$,
+/// or \f$e^{c\log p}\f$ for \f$c < 0\f$ (so
 /// probabilities that underflow in float, and ratios beyond float's range, give the float-rounded
 /// value, never 0 times infinity); \f$h = q\,\partial D/\partial q = (q^\lambda - p^\alpha
 /// q^\beta)/\alpha\f$, \f$-q^\beta\log(p/q)\f$ at \f$\alpha = 0\f$. Near (not at) \f$\beta = 0\f$ the

@@ -160,24 +160,32 @@ struct expm1_constants<double> {
   }
 };
 
-}  // namespace detail
-
-/// Lane-wise natural logarithm. \f$\log 0 = -\infty\f$, \f$\log(+\infty) = +\infty\f$, negative
-/// and NaN inputs give NaN, subnormal inputs are exact-range. Range reduction
+/// \f$\log x\f$ for a finite x > 0 (normal or subnormal), with no guards: range reduction
 /// \f$x = m 2^e\f$, \f$m \in [\sqrt{1/2}, \sqrt 2)\f$, then a polynomial (float) or an atanh series
-/// (double) for \f$\log m\f$. Accuracy bounded by `tests/simd/exp.test.cpp`.
+/// (double) for \f$\log m\f$. The core of `log` and `log_nonnegative`.
 template <class B>
-KDLOSS_INLINE B log(B x) {
+KDLOSS_INLINE B log_positive(B x) {
   using T = typename B::value_type;
-  using K = detail::log_constants<T>;
-  constexpr T kInf = std::numeric_limits<T>::infinity();
-  const auto regular = (x > B::splat(T(0))) & (x < B::splat(kInf));
+  using K = log_constants<T>;
   B m, e;
-  decompose(select(regular, x, B::splat(T(1))), m, e);
+  decompose(x, m, e);
   const auto big = m > B::splat(T(1.41421356237309504880));
   m = select(big, m * B::splat(T(0.5)), m);
   e = select(big, e + B::splat(T(1)), e);
-  B r = fma(e, B::splat(K::ln2_hi), fma(e, B::splat(K::ln2_lo), K::log1p_reduced(m - B::splat(T(1)))));
+  return fma(e, B::splat(K::ln2_hi), fma(e, B::splat(K::ln2_lo), K::log1p_reduced(m - B::splat(T(1)))));
+}
+
+}  // namespace detail
+
+/// Lane-wise natural logarithm. \f$\log 0 = -\infty\f$, \f$\log(+\infty) = +\infty\f$, negative
+/// and NaN inputs give NaN, subnormal inputs are exact-range (`detail::log_positive` between the
+/// guards). Accuracy bounded by `tests/simd/exp.test.cpp`.
+template <class B>
+KDLOSS_INLINE B log(B x) {
+  using T = typename B::value_type;
+  constexpr T kInf = std::numeric_limits<T>::infinity();
+  const auto regular = (x > B::splat(T(0))) & (x < B::splat(kInf));
+  B r = detail::log_positive(select(regular, x, B::splat(T(1))));
   r = select(x == B::splat(T(0)), B::splat(-kInf), r);
   r = select(x == B::splat(kInf), B::splat(kInf), r);
   return select((x < B::splat(T(0))) | (x != x), B::splat(std::numeric_limits<T>::quiet_NaN()), r);
@@ -191,14 +199,7 @@ KDLOSS_INLINE B log(B x) {
 template <class B>
 KDLOSS_INLINE B log_nonnegative(B x) {
   using T = typename B::value_type;
-  using K = detail::log_constants<T>;
-  B m, e;
-  decompose(x, m, e);
-  const auto big = m > B::splat(T(1.41421356237309504880));
-  m = select(big, m * B::splat(T(0.5)), m);
-  e = select(big, e + B::splat(T(1)), e);
-  const B r = fma(e, B::splat(K::ln2_hi), fma(e, B::splat(K::ln2_lo), K::log1p_reduced(m - B::splat(T(1)))));
-  return select(x == B::splat(T(0)), B::splat(-std::numeric_limits<T>::infinity()), r);
+  return select(x == B::splat(T(0)), B::splat(-std::numeric_limits<T>::infinity()), detail::log_positive(x));
 }
 
 /// Lane-wise \f$e^x - 1\f$, accurate for small \f$|x|\f$ (a series below 1/2, `exp(x) - 1` above).
