@@ -122,8 +122,8 @@ RowResult divergence_row_bound(const Gen& gen_in, const TeacherRow& teacher_in, 
   constexpr Stash kReuse = kStatsValue && kStatsCentre ? Side : Stash::None;
   using Plan = StatsPlan<true, true, kFkl, kRkl>;
   using StashPlan = StatsPlan<true, true, kFkl, kRkl, false, false, kReuse>;
-  constexpr Index kBlock = stats_block<B>();
-  constexpr Index kStashBlocks = kReuse != Stash::None ? 512 : 1;
+  constexpr Index kBlock = stats_block<B, StashPlan>();
+  constexpr Index kStashBlocks = kReuse != Stash::None ? 256 : 1;
   T refs[kStashBlocks];
   const bool stash = kReuse != Stash::None && grad != nullptr && out.beta == T(0) && n <= kStashBlocks * kBlock;
   const PairStats<T> st = stash ? row_stats<Arch, StashPlan>(teacher, student, n, k, ExpStash<T>{grad, refs})
@@ -145,7 +145,8 @@ RowResult divergence_row_bound(const Gen& gen_in, const TeacherRow& teacher_in, 
   // 2, log2 p = k log2(e) (t - max t) - log2 S_t: p costs one fms and one exp2.
   constexpr double kLog2e = 1.4426950408889634, kLn2 = 0.69314718055994530942;
   const PlainRow<T> srow{student};
-  const B kb = B::splat(k), k2 = B::splat(static_cast<T>(kd * kLog2e));
+  const double kappa = exp2_scale(k);  // pass 1's base-2 multiplier, which the stash is made with
+  const B kb = B::splat(k), k2 = B::splat(static_cast<T>(kappa));
   const B mtb = B::splat(st.t.max), msb = B::splat(st.s.max), ln2 = B::splat(static_cast<T>(kLn2));
   const B lst2 = B::splat(static_cast<T>(lst * kLog2e)), lss2 = B::splat(static_cast<T>(lss * kLog2e));
   const B dl = B::splat(static_cast<T>(lst - lss));
@@ -215,7 +216,8 @@ RowResult divergence_row_bound(const Gen& gen_in, const TeacherRow& teacher_in, 
     return gb * fnma(e.q, cb, h);
   };
   // Writes the gradient block by block from the end of the row. `from_stash` names the side whose
-  // probability comes from pass 1's stash: stash * 2^(k log2(e) (ref_b - max) - log2 S), the
+  // probability comes from pass 1's stash: stash * 2^(C_b - kappa max - log2 S) (or, with maxima
+  // m_b for references, 2^(kappa (m_b - max) - log2 S)), the
   // factor 2^y made per block in double (f1 alone while it is a normal T, else f1 = 2^lo and f2 the
   // rest, both normal down to 2^(2 lo), below which every stashed value (<= 2^64) times the factor
   // rounds to 0). `accumulate` adds beta times the old row.
@@ -228,7 +230,8 @@ RowResult divergence_row_bound(const Gen& gen_in, const TeacherRow& teacher_in, 
     for (Index b = (n - 1) / kBlock; b >= 0; --b) {
       B f1b = B::splat(T(1)), f2b = B::splat(T(1));
       if constexpr (kFrom != Stash::None) {
-        const double y = kd * kLog2e * (static_cast<double>(refs[b]) - static_cast<double>(side.max)) - l2;
+        const double ref = static_cast<double>(refs[b]), top = static_cast<double>(side.max);
+        const double y = (st.stash_offsets ? -std::fma(kappa, top, -ref) : kappa * (ref - top)) - l2;
         f1b = B::splat(static_cast<T>(std::exp2(std::max(y, lo))));
         f2b = B::splat(static_cast<T>(y < lo ? std::exp2(std::max(y, 2 * lo) - lo) : 1.0));
       }
@@ -245,7 +248,7 @@ RowResult divergence_row_bound(const Gen& gen_in, const TeacherRow& teacher_in, 
   using None = std::integral_constant<Stash, Stash::None>;
   // A teacher row with the student's statistics (a target made from the student itself, as Taid's
   // at lambda 0) takes p as it takes q, so p = q gives a gradient of exactly 0.
-  if (stash && !(st.t.max == st.s.max && st.t.sum == st.s.sum))
+  if (stash && st.stash_complete && !(st.t.max == st.s.max && st.t.sum == st.s.sum))
     write(std::integral_constant<Stash, kReuse>{}, std::false_type{});
   else if (out.beta == T(0))
     write(None{}, std::false_type{});

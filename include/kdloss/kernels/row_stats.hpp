@@ -65,34 +65,43 @@ struct PairStats {
   bool student_uncovered = false;  ///< some finite s_v has t_v = -inf: KL(q||p) = +inf
   double teacher_m1 = 0;  ///< \f$\sum_v e^{k(t_v-\max t)}(t_v - \max t)\f$ (teacher moments, if planned)
   double teacher_m2 = 0;  ///< \f$\sum_v e^{k(t_v-\max t)}(t_v - \max t)^2\f$
+  /// The stash (if planned) is read with one kind of reference for every block (false for a row
+  /// whose \f$|\kappa\max|\f$ passed \f$2^{12}\f$ part way: its later blocks have maxima, not offsets).
+  bool stash_complete = true;
+  /// The stash's references are the exponent offsets \f$C_b\f$ (with a fused multiply-add), not
+  /// maxima \f$m_b\f$ (`row[v]` \f$= 2^{\kappa(t_v - m_b)}\f$; see `ExpStash`).
+  bool stash_offsets = false;
 };
 
-/// One pass-1 block's sums (relative to the maxima the block used) and, when the sweep tracked them,
-/// its maxima.
+/// One pass-1 block's sums (relative to the block's references and in base-2 units as its sweep
+/// returns them; see `row_stats`) and, when the sweep tracked them, its maxima.
 template <class T>
 struct BlockSums {
   double st = 0, ss = 0, ct = 0, cs = 0, m1 = 0, m2 = 0, lin = 0;
   T max_t = -std::numeric_limits<T>::infinity(), max_s = -std::numeric_limits<T>::infinity();
-  T dpos = -std::numeric_limits<T>::infinity();  ///< the largest D (+inf: a teacher entry uncovered)
-  T dneg = -std::numeric_limits<T>::infinity();  ///< the largest -D (+inf: a student entry uncovered)
 };
 
 /// Where pass 1 leaves one side's exponentials when the plan asks (`StatsPlan::stash`): for the
-/// teacher, `row[v]` \f$= 2^{k \log_2 e\,(t_v - r_b)}\f$ with \f$r_b\f$ = `ref[b]` the reference
-/// maximum of v's block b (blocks of `stats_block`; \f$r_b \le \max t\f$, an exponent may exceed 0
-/// by up to 64), so \f$p_v\f$ = `row[v]` \f$\cdot\, 2^{k \log_2 e\,(r_b - \max t)} / S_t\f$: a
-/// later pass gets p with a multiply by a per-block factor instead of an exponential (the student
-/// likewise gives q). `ref` holds one entry per block.
+/// teacher, `row[v]` \f$= 2^{\kappa t_v - C_b}\f$ (\f$\kappa\f$ = `exp2_scale(k)`) with \f$C_b\f$ =
+/// `ref[b]` the exponent offset of v's block b (blocks of `stats_block`; \f$C_b\f$ is \f$\kappa\f$
+/// times a maximum of the row so far, rounded to T, and an exponent may exceed 0 by up to 64), so
+/// \f$p_v\f$ = `row[v]` \f$\cdot\, 2^{C_b - \kappa \max t} / S_t\f$: a later pass gets p with a
+/// multiply by a per-block factor instead of an exponential (the student likewise gives q). Without
+/// a fused multiply-add (`PairStats::stash_offsets` false), `ref[b]` is that maximum \f$m_b\f$
+/// itself and `row[v]` \f$= 2^{\kappa(t_v - m_b)}\f$. `ref` holds one entry per block; a stash
+/// whose blocks mix the two is not to be read (`PairStats::stash_complete`).
 template <class T>
 struct ExpStash {
   T* row = nullptr;
   T* ref = nullptr;
 };
 
-/// Entries per pass-1 block for a batch type B (the unit of online rescaling).
-template <class B>
-constexpr Index stats_block() {
-  return Index{64} * B::size;
+/// The base-2 multiplier \f$\kappa = k\log_2 e\f$ of pass 1 and every later pass, rounded to T:
+/// \f$e^{k(x - m)} = 2^{\kappa(x - m)}\f$. All passes use this one value, so the probabilities a
+/// later pass forms agree with the sums pass 1 took.
+template <class T>
+KDLOSS_INLINE double exp2_scale(T k) {
+  return static_cast<double>(static_cast<T>(static_cast<double>(k) * 1.4426950408889634));
 }
 
 /// Which side's exponentials pass 1 leaves in a row for a later pass (`ExpStash`).
@@ -117,15 +126,36 @@ struct StatsPlan {
   static_assert(!(CrossT || CrossS) || (Teacher && Student), "cross sums need both rows");
 };
 
-/// Pass 1: reads each logit of t and s once from memory, in blocks of 64 vectors. The first
+/// Accumulators per sum in pass 1's block sweep: four, or two for a plan with more sums than
+/// four of each would keep in registers (AdaptiveKL's teacher moments).
+template <class Plan>
+constexpr int stats_accumulators() {
+  return Plan::teacher_moments ? 2 : 4;
+}
+
+/// Entries per pass-1 block for a batch type B and a plan (the unit of online rescaling): 32
+/// vectors per accumulator, so a float accumulator sums at most 32 terms.
+template <class B, class Plan>
+constexpr Index stats_block() {
+  return Index{32} * stats_accumulators<Plan>() * B::size;
+}
+
+/// Pass 1: reads each logit of t and s once from memory, in blocks of `stats_block`. The first
 /// block's maxima come from a max-only sweep; every later block takes its exponentials relative to
-/// the maxima of the blocks before it and finds its own maxima in the same sweep (one read of
-/// each logit, in a loop that computes while it streams; a block whose maxima rise more than 64
-/// in base-2 exponent, rare, is swept again from L1 relative to them). The running maxima move at
+/// the maxima of the blocks before it and finds its own maxima in the same sweep (one read of each
+/// logit, in a loop that computes while it streams; a block whose maxima rise more than 64 in
+/// base-2 exponent, rare, is swept again from L1 relative to them). The running maxima move at
 /// most once per block, and the rescaling of the accumulated sums costs O(1) per block, not per
-/// element. Sums are float within a block (two accumulators per lane,
-/// <= 32 terms each) and double across blocks, which keeps float rows of 150k entries within a few
-/// ulp.
+/// element.
+///
+/// The exponent of x is one fused multiply-subtract, \f$y = \kappa x - C\f$ with \f$\kappa\f$ =
+/// `exp2_scale(k)` and \f$C\f$ the reference maximum m times \f$\kappa\f$, rounded to T; the block's
+/// sums are brought to m itself afterwards, in double, by the factor \f$2^{C - \kappa m}\f$ (O(1)).
+/// A row whose \f$|\kappa m|\f$ exceeds \f$2^{12}\f$ (logits in the thousands, or huge ones at a tiny
+/// temperature), or a build without a fused multiply-add (which the exact product of y needs),
+/// takes \f$y = \kappa(x - m)\f$ instead; in the first case each block's maxima come from a
+/// max-only sweep first. Sums are float within a block (`stats_accumulators` per lane, <= 32 terms
+/// each) and double across blocks, which keeps float rows of 150k entries within a few ulp.
 ///
 /// -inf logits are legal (masked vocabulary) and contribute nothing; NaN and +inf poison the sums
 /// so `SideStats::check` sees them. Tail lanes read as -inf.
@@ -136,21 +166,24 @@ PairStats<T> row_stats(const TeacherRow& teacher, const StudentRow& srow, Index 
                 "the student sum reads a plain student row");
   using B = simd::batch<T, Arch>;
   constexpr int W = B::size;
-  constexpr Index kBlock = stats_block<B>();
+  constexpr Index kBlock = stats_block<B, Plan>();
+  constexpr int kAcc = stats_accumulators<Plan>();
   constexpr T kInf = std::numeric_limits<T>::infinity();
   constexpr T kBig = std::numeric_limits<T>::max();
   // -inf maxima are replaced by the lowest finite value before subtracting, so a row that starts
   // with masked entries gives exp(-inf) = 0 instead of exp(-inf - -inf) = NaN.
   auto finite_floor = [](T m) { return std::max(m, std::numeric_limits<T>::lowest()); };
 
+  // The exponent y = kappa x - C needs the exact product inside a fused multiply-add.
+  constexpr bool kCanFuse = Arch::fused_multiply_add;
+
   PairStats<T> r;
   T mt = -kInf, ms = -kInf;
   double st = 0, ss = 0, ct = 0, cs = 0, lin = 0, m1 = 0, m2 = 0;
-  T dpos = -kInf, dneg = -kInf;
-  // exp(k (x - max)) = 2^(k log2(e) (x - max)): one multiplier folds 1/tau and log2(e).
-  const B kb = B::splat(static_cast<T>(static_cast<double>(k) * 1.4426950408889634));
+  // exp(k (x - max)) = 2^(kappa (x - max)): one multiplier folds 1/tau and log2(e).
+  const double kappa = exp2_scale(k);
+  const B kb = B::splat(static_cast<T>(kappa));
 
-  const double kd = static_cast<double>(k);
   // Moves the reference maxima to (nmt, nms): D' = D - delta, and every accumulated term is
   // rescaled to the new maxima.
   auto move_to = [&](T nmt, T nms) {
@@ -158,7 +191,7 @@ PairStats<T> row_stats(const TeacherRow& teacher, const StudentRow& srow, Index 
     const double ds = static_cast<double>(finite_floor(nms)) - static_cast<double>(finite_floor(ms));
     const double delta = dt - ds;
     if (st > 0 && (dt > 0 || delta != 0)) {
-      const double sc = dt > 0 ? std::exp(-kd * dt) : 1.0;
+      const double sc = dt > 0 ? std::exp2(-kappa * dt) : 1.0;
       ct = sc * (ct - st * delta);
       if constexpr (Plan::teacher_moments) {  // (t - m') = (t - m) - dt
         m2 = sc * (m2 - 2 * dt * m1 + dt * dt * st);
@@ -167,7 +200,7 @@ PairStats<T> row_stats(const TeacherRow& teacher, const StudentRow& srow, Index 
       st *= sc;
     }
     if (ss > 0 && (ds > 0 || delta != 0)) {
-      const double sc = ds > 0 ? std::exp(-kd * ds) : 1.0;
+      const double sc = ds > 0 ? std::exp2(-kappa * ds) : 1.0;
       cs = sc * (cs - ss * delta);
       ss *= sc;
     }
@@ -175,31 +208,33 @@ PairStats<T> row_stats(const TeacherRow& teacher, const StudentRow& srow, Index 
     ms = nms;
   };
 
-  // The first block's maxima come from a max-only sweep (four chains per side); the blocks after
-  // it take their exponentials relative to the maxima so far, and find their own maxima on the way.
-  {
-    const Index j1 = std::min(n, kBlock);
+  // The maxima of the entries in [j0, j1), four chains per side (NaN is skipped; the sums carry it).
+  auto block_max = [&](Index j0, Index j1) {
     B bt[4] = {B::splat(-kInf), B::splat(-kInf), B::splat(-kInf), B::splat(-kInf)};
     B bs[4] = {B::splat(-kInf), B::splat(-kInf), B::splat(-kInf), B::splat(-kInf)};
-    auto block_max = [&](Index j, auto lanes, int a) {
+    auto chain = [&](Index j, auto lanes, int a) {
       if constexpr (Plan::teacher) bt[a] = max(teacher.template load<B>(j, lanes), bt[a]);
       if constexpr (Plan::student) bs[a] = max(srow.template load<B>(j, lanes), bs[a]);
     };
-    Index jm = 0;
-    for (; jm + 4 * W <= j1; jm += 4 * W) {
-      block_max(jm, Full{}, 0);
-      block_max(jm + W, Full{}, 1);
-      block_max(jm + 2 * W, Full{}, 2);
-      block_max(jm + 3 * W, Full{}, 3);
+    Index j = j0;
+    for (; j + 4 * W <= j1; j += 4 * W) {
+      chain(j, Full{}, 0);
+      chain(j + W, Full{}, 1);
+      chain(j + 2 * W, Full{}, 2);
+      chain(j + 3 * W, Full{}, 3);
     }
-    sweep<W>(jm, j1, [&](Index j, auto lanes) { block_max(j, lanes, 0); });
-    if constexpr (Plan::teacher) mt = hmax(max(max(bt[0], bt[1]), max(bt[2], bt[3])));
-    if constexpr (Plan::student) ms = hmax(max(max(bs[0], bs[1]), max(bs[2], bs[3])));
-  }
+    sweep<W>(j, j1, [&](Index jj, auto lanes) { chain(jj, lanes, 0); });
+    BlockSums<T> b;
+    if constexpr (Plan::teacher) b.max_t = hmax(max(max(bt[0], bt[1]), max(bt[2], bt[3])));
+    if constexpr (Plan::student) b.max_s = hmax(max(max(bs[0], bs[1]), max(bs[2], bs[3])));
+    return b;
+  };
 
-  // One block's sums relative to the current maxima (and, when `track`, the block's maxima).
-  auto sweep_block = [&](Index j0, Index j1, auto track) {
-    constexpr bool kTrack = decltype(track)::value;
+  // One block's sums relative to the references rt, rs, in base-2 units. `tracked`: the sweep also
+  // finds the block's maxima and, with a fused multiply-add, takes the exponent y = kappa x - C
+  // (rt, rs are C); otherwise y = kappa (x - m) (rt, rs are the maxima m).
+  auto sweep_block = [&](Index j0, Index j1, auto tracked, T rt, T rs) {
+    constexpr bool kTracked = decltype(tracked)::value, kFused = kTracked && kCanFuse;
     // Local copies of the rows and accumulators only: a store to the stash row may alias whatever
     // the closure reaches by reference, which would otherwise be reloaded (or kept in memory) at
     // every vector.
@@ -207,25 +242,27 @@ PairStats<T> row_stats(const TeacherRow& teacher, const StudentRow& srow, Index 
     [[maybe_unused]] const StudentRow sr = srow;
     [[maybe_unused]] T* const stash_row = stash.row;
     const T msf = finite_floor(ms);
-    const B mtb = B::splat(finite_floor(mt)), msb = B::splat(msf);
-    B ft[2] = {B::splat(0), B::splat(0)}, fs[2] = {B::splat(0), B::splat(0)};
-    B fct[2] = {B::splat(0), B::splat(0)}, fcs[2] = {B::splat(0), B::splat(0)};
-    B fsum[2] = {B::splat(0), B::splat(0)};
-    B fm1[2] = {B::splat(0), B::splat(0)}, fm2[2] = {B::splat(0), B::splat(0)};
+    const B rtb = B::splat(rt), rsb = B::splat(rs), msb = B::splat(msf), mtb = B::splat(finite_floor(mt));
+    auto exponent = [&](B x, B ref) { return kFused ? fms(x, kb, ref) : (x - ref) * kb; };
+    const B zero = B::splat(0);
+    B ft[4] = {zero, zero, zero, zero}, fs[4] = {zero, zero, zero, zero};
+    B fct[4] = {zero, zero, zero, zero}, fcs[4] = {zero, zero, zero, zero};
+    B fsum[4] = {zero, zero, zero, zero};
+    B fm1[4] = {zero, zero, zero, zero}, fm2[4] = {zero, zero, zero, zero};
     B bt[2] = {B::splat(-kInf), B::splat(-kInf)}, bs[2] = {B::splat(-kInf), B::splat(-kInf)};
-    B dp = B::splat(-kInf), dn = B::splat(-kInf);
     auto body = [&](Index j, auto lanes, int a) {
-      B dtv = B::splat(0), dsv = B::splat(0), et = B::splat(0), es = B::splat(0);
+      B yt = zero, ys = zero, et = zero, es = zero;
       if constexpr (Plan::teacher) {
         const B x = trow.template load<B>(j, lanes);
-        if constexpr (kTrack) bt[a] = max(x, bt[a]);
-        dtv = x - mtb;
-        et = simd::exp2_nonpositive(dtv * kb);
+        if constexpr (kTracked) bt[a & 1] = max(x, bt[a & 1]);
+        yt = exponent(x, rtb);
+        et = simd::exp2_nonpositive(yt);
         ft[a] = ft[a] + et;
         if constexpr (Plan::stash == Stash::Teacher) store(stash_row + j, et, lanes);
         if constexpr (Plan::teacher_moments) {
-          // -inf entries (weight 0) are clamped so their product stays 0 rather than NaN.
-          const B xc = max(dtv, B::splat(T(-1e15)));
+          // In logit units from the maximum (exactly 0 at it). -inf entries (weight 0) are clamped
+          // so their product stays 0 rather than NaN.
+          const B xc = max(x - mtb, B::splat(T(-1e15)));
           const B ex = et * xc;
           fm1[a] = fm1[a] + ex;
           fm2[a] = fma(ex, xc, fm2[a]);
@@ -233,82 +270,120 @@ PairStats<T> row_stats(const TeacherRow& teacher, const StudentRow& srow, Index 
       }
       if constexpr (Plan::student) {
         const B x = sr.template load<B>(j, lanes);
-        if constexpr (kTrack) bs[a] = max(x, bs[a]);
-        dsv = x - msb;
-        es = simd::exp2_nonpositive(dsv * kb);
+        if constexpr (kTracked) bs[a & 1] = max(x, bs[a & 1]);
+        ys = exponent(x, rsb);
+        es = simd::exp2_nonpositive(ys);
         fs[a] = fs[a] + es;
         if constexpr (Plan::stash == Stash::Student) store(stash_row + j, es, lanes);
         // Tail lanes read as the maximum here (they must add 0, not -inf).
         if constexpr (Plan::student_sum) fsum[a] = fsum[a] + (load<B>(sr.p + j, lanes, msf) - msb);
       }
       if constexpr (Plan::cross_t || Plan::cross_s) {
-        // D = +inf: teacher finite, student -inf. D = -inf: the reverse. NaN: both -inf (or a tail
+        // d = +inf: teacher finite, student -inf. d = -inf: the reverse. NaN: both -inf (or a tail
         // lane). The clamps map NaN and the infinity that meets a zero weight to a finite value,
-        // so 0 * inf never happens; the flags record the infinities the values must report.
-        const B d = dtv - dsv;
-        if constexpr (Plan::cross_t) {
-          fct[a] = fma(et, max(d, B::splat(-kBig)), fct[a]);
-          dp = max(d, dp);
-        }
-        if constexpr (Plan::cross_s) {
-          fcs[a] = fma(es, min(d, B::splat(kBig)), fcs[a]);
-          dn = max(-d, dn);
-        }
+        // so 0 * inf never happens; the infinity that meets a nonzero weight (or an underflowed
+        // one: 0 * inf is NaN) makes the sum non-finite, which is how the KL learns it is +inf.
+        const B d = yt - ys;
+        if constexpr (Plan::cross_t) fct[a] = fma(et, max(d, B::splat(-kBig)), fct[a]);
+        if constexpr (Plan::cross_s) fcs[a] = fma(es, min(d, B::splat(kBig)), fcs[a]);
       }
     };
     Index j = j0;
     for (; j + 4 * W <= j1; j += 4 * W) {
       body(j, Full{}, 0);
       body(j + W, Full{}, 1);
-      body(j + 2 * W, Full{}, 0);
-      body(j + 3 * W, Full{}, 1);
+      body(j + 2 * W, Full{}, 2 % kAcc);
+      body(j + 3 * W, Full{}, 3 % kAcc);
     }
     sweep<W>(j, j1, [&](Index jj, auto lanes) { body(jj, lanes, 0); });
-    BlockSums<T> sums;  // the block's sums
-    if constexpr (Plan::teacher) sums.st = hsum_wide(ft[0] + ft[1]);
-    if constexpr (Plan::student) sums.ss = hsum_wide(fs[0] + fs[1]);
-    if constexpr (Plan::cross_t) sums.ct = hsum_wide(fct[0]) + hsum_wide(fct[1]);
-    if constexpr (Plan::cross_s) sums.cs = hsum_wide(fcs[0]) + hsum_wide(fcs[1]);
-    if constexpr (Plan::teacher_moments) sums.m1 = hsum_wide(fm1[0] + fm1[1]), sums.m2 = hsum_wide(fm2[0] + fm2[1]);
+    auto total = [](const B(&f)[4]) { return hsum_wide((f[0] + f[1]) + (f[2] + f[3])); };
+    BlockSums<T> sums;
+    if constexpr (Plan::teacher) sums.st = total(ft);
+    if constexpr (Plan::student) sums.ss = total(fs);
+    if constexpr (Plan::cross_t) sums.ct = total(fct);
+    if constexpr (Plan::cross_s) sums.cs = total(fcs);
+    if constexpr (Plan::teacher_moments) sums.m1 = total(fm1), sums.m2 = total(fm2);
     // The block's sum is relative to the maximum it used: keep the absolute part aside.
-    if constexpr (Plan::student_sum)
-      sums.lin = hsum_wide(fsum[0] + fsum[1]) + static_cast<double>(j1 - j0) * static_cast<double>(msf);
-    if constexpr (kTrack && Plan::teacher) sums.max_t = hmax(max(bt[0], bt[1]));
-    if constexpr (kTrack && Plan::student) sums.max_s = hmax(max(bs[0], bs[1]));
-    if constexpr (Plan::cross_t) sums.dpos = hmax(dp);
-    if constexpr (Plan::cross_s) sums.dneg = hmax(dn);
+    if constexpr (Plan::student_sum) sums.lin = total(fsum) + static_cast<double>(j1 - j0) * static_cast<double>(msf);
+    if constexpr (kTracked && Plan::teacher) sums.max_t = hmax(max(bt[0], bt[1]));
+    if constexpr (kTracked && Plan::student) sums.max_s = hmax(max(bs[0], bs[1]));
     return sums;
   };
-  // Takes in the sums of the block at j0, made relative to the current maxima (which a stashed
-  // block's exponentials are relative to as well).
-  auto add = [&](Index j0, const BlockSums<T>& b) {
-    st += b.st, ss += b.ss, ct += b.ct, cs += b.cs, m1 += b.m1, m2 += b.m2, lin += b.lin;
-    dpos = std::max(dpos, b.dpos), dneg = std::max(dneg, b.dneg);
-    if constexpr (Plan::stash != Stash::None)
-      stash.ref[j0 / kBlock] = finite_floor(Plan::stash == Stash::Teacher ? mt : ms);
+
+  // The fused exponent while both |C| stay below 2^12: then |delta| <= ulp(C)/2 <= 2^-12 (float),
+  // so the exponents still exceed 0 by at most the headroom plus a trifle, and 2^-delta is a short
+  // series. Larger logits (thousands of nats) take the other exponent.
+  constexpr double kFusedLimit = 4096;
+  auto fusable = [&](T m) { return m == -kInf || std::fabs(kappa * static_cast<double>(m)) <= kFusedLimit; };
+  auto fused_now = [&] { return kCanFuse && (!Plan::teacher || fusable(mt)) && (!Plan::student || fusable(ms)); };
+  // C = kappa m rounded to T, and delta = kappa m - C: exponentials relative to C are 2^delta
+  // times those relative to m.
+  // (fma: the exact remainder in double as in float). A side still at -inf has only zeros to sum,
+  // relative to anything finite.
+  auto ref_of = [&](T m) { return m == -kInf ? T(0) : static_cast<T>(kappa * static_cast<double>(m)); };
+  auto delta_of = [&](T m) {
+    return m == -kInf ? 0.0 : std::fma(kappa, static_cast<double>(m), -static_cast<double>(ref_of(m)));
+  };
+  // Takes in the sums of the block at j0, swept relative to the current maxima (`fused`: to their
+  // references C): brought to the maxima, in logit units, kappa (t - max t) = y_t - delta_t and
+  // kappa D = (y_t - y_s) - (delta_t - delta_s).
+  auto add = [&](Index j0, BlockSums<T> b, bool fused) {
+    const double dt = fused && Plan::teacher ? delta_of(mt) : 0.0;
+    const double ds = fused && Plan::student ? delta_of(ms) : 0.0;
+    // 2^-delta for |delta| <= 2^-12: e^z to z^4, z = -delta ln 2 (truncation below 1e-20).
+    auto exp2_tiny = [](double x) {
+      const double z = -x * 0.69314718055994530942;
+      return 1 + z * (1 + z * (0.5 + z * (1.0 / 6 + z * (1.0 / 24))));
+    };
+    const double gt = exp2_tiny(dt), gs = exp2_tiny(ds), dd = dt - ds, inv = 1 / kappa;
+    if constexpr (Plan::teacher_moments) b.m1 *= gt, b.m2 *= gt;  // already relative to max t
+    if constexpr (Plan::cross_t) b.ct = gt * (b.ct - dd * b.st) * inv;
+    if constexpr (Plan::cross_s) b.cs = gs * (b.cs - dd * b.ss) * inv;
+    st += gt * b.st, ss += gs * b.ss, ct += b.ct, cs += b.cs, m1 += b.m1, m2 += b.m2, lin += b.lin;
+    if constexpr (Plan::stash != Stash::None) {
+      const T m = Plan::stash == Stash::Teacher ? mt : ms;
+      stash.ref[j0 / kBlock] = fused ? ref_of(m) : finite_floor(m);
+      if (j0 == 0) r.stash_offsets = fused;
+      r.stash_complete = r.stash_complete && fused == r.stash_offsets;
+    }
+  };
+  // Sweeps the block relative to the current maxima (which contain its own).
+  auto sweep_at_max = [&](Index j0, Index j1) {
+    if (fused_now())
+      add(j0, sweep_block(j0, j1, std::true_type{}, ref_of(mt), ref_of(ms)), true);
+    else
+      add(j0, sweep_block(j0, j1, std::false_type{}, finite_floor(mt), finite_floor(ms)), false);
+  };
+  // Sweeps the block relative to the maxima of the blocks before it, finding its own.
+  auto sweep_tracked = [&](Index j0, Index j1) {
+    if constexpr (kCanFuse)
+      return sweep_block(j0, j1, std::true_type{}, ref_of(mt), ref_of(ms));
+    else
+      return sweep_block(j0, j1, std::true_type{}, finite_floor(mt), finite_floor(ms));
   };
 
   // A later block's exponents may exceed 0 by up to kHeadroom (base 2), which keeps its float sums
   // far from overflow; a block whose maxima rise further (the first rows' blocks after masked
   // ones, or a jump of 44 nats at tau = 1) is swept again relative to its own maxima.
   constexpr double kHeadroom = 64;
-  const double kb2 = kd * 1.4426950408889634;
-  auto too_high = [&](T block_max, T m) {
-    return kb2 * (static_cast<double>(block_max) - static_cast<double>(finite_floor(m))) > kHeadroom;
+  auto too_high = [&](T top, T m) {
+    return kappa * (static_cast<double>(top) - static_cast<double>(finite_floor(m))) > kHeadroom;
   };
   for (Index j0 = 0; j0 < n; j0 += kBlock) {
     const Index j1 = std::min(n, j0 + kBlock);
-    if (j0 == 0) {
-      add(j0, sweep_block(j0, j1, std::false_type{}));
+    if (j0 == 0 || (kCanFuse && !fused_now())) {  // the first block; a row beyond the fused range
+      const BlockSums<T> m = block_max(j0, j1);
+      move_to(std::max(mt, m.max_t), std::max(ms, m.max_s));
+      sweep_at_max(j0, j1);
       continue;
     }
-    const BlockSums<T> block = sweep_block(j0, j1, std::true_type{});
+    const BlockSums<T> block = sweep_tracked(j0, j1);
     const T nmt = std::max(mt, block.max_t), nms = std::max(ms, block.max_s);
     if (too_high(block.max_t, mt) || too_high(block.max_s, ms)) {
       move_to(nmt, nms);
-      add(j0, sweep_block(j0, j1, std::false_type{}));
+      sweep_at_max(j0, j1);
     } else {
-      add(j0, block);
+      add(j0, block, kCanFuse);
       move_to(nmt, nms);
     }
   }
@@ -324,8 +399,9 @@ PairStats<T> row_stats(const TeacherRow& teacher, const StudentRow& srow, Index 
   r.teacher_m1 = m1;
   r.teacher_m2 = m2;
   if constexpr (Plan::student_sum) r.student_sum = lin - static_cast<double>(n) * static_cast<double>(finite_floor(ms));
-  if constexpr (Plan::cross_t) r.teacher_uncovered = dpos == kInf;
-  if constexpr (Plan::cross_s) r.student_uncovered = dneg == kInf;
+  // A KL sum that is not finite met an entry one side masks and the other does not (see above).
+  if constexpr (Plan::cross_t) r.teacher_uncovered = !std::isfinite(ct);
+  if constexpr (Plan::cross_s) r.student_uncovered = !std::isfinite(cs);
   return r;
 }
 

@@ -13,6 +13,9 @@ namespace simd {
 /// against, and the fallback on any architecture without a vector path.
 struct scalar {
   static constexpr const char* name = "scalar";
+  /// Whether `fma`/`fms` round once (a hardware fused multiply-add). Without it they are a multiply
+  /// and an add, and a kernel that relies on the exact product inside them takes another route.
+  static constexpr bool fused_multiply_add = false;
 };
 /// x86-64 baseline: 128-bit SSE2 (every x86-64 CPU).
 struct sse2 : scalar {
@@ -21,6 +24,7 @@ struct sse2 : scalar {
 /// 256-bit AVX2 with FMA3 (compile with `-mavx2 -mfma` or a `-march` that has them).
 struct avx2 : sse2 {
   static constexpr const char* name = "avx2";
+  static constexpr bool fused_multiply_add = true;
 };
 /// 512-bit AVX-512F (compile with `-mavx512f` or a `-march` that has it).
 struct avx512 : avx2 {
