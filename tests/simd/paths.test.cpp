@@ -34,18 +34,24 @@ void compare_on(const kdloss::RowMatrix<T>& S, const kdloss::RowMatrix<T>& Tt, d
   CHECK(why.empty());
 }
 
+/// Random student and teacher rows, with a fraction `mask` of the entries masked on both sides
+/// (legal for every loss).
+template <class T>
+void random_pair(long n, long v, std::uint32_t s, double mask, kdloss::RowMatrix<T>& S, kdloss::RowMatrix<T>& Tt) {
+  S = kdtest::random_logits<T>(n, v, s), Tt = kdtest::random_logits<T>(n, v, s + 1);
+  if (mask <= 0) return;
+  kdtest::mask_random(S, mask, s + 2);
+  for (long i = 0; i < n; ++i)
+    for (long j = 0; j < v; ++j)
+      if (std::isinf(static_cast<double>(S(i, j)))) Tt(i, j) = S(i, j);
+}
+
 template <class Spec, class T>
 void compare_with_scalar(long n, long v, double tau, std::uint32_t s, double mask) {
   INFO(Spec::name << " on " << simd::best_arch::name << " vs scalar: N=" << n << " V=" << v
                   << " tau=" << tau << " mask=" << mask);
-  kdloss::RowMatrix<T> S = kdtest::random_logits<T>(n, v, s), Tt = kdtest::random_logits<T>(n, v, s + 1);
-  if (mask > 0) {
-    // Mask the same entries on both sides (legal for every loss).
-    kdtest::mask_random(S, mask, s + 2);
-    for (long i = 0; i < n; ++i)
-      for (long j = 0; j < v; ++j)
-        if (std::isinf(static_cast<double>(S(i, j)))) Tt(i, j) = S(i, j);
-  }
+  kdloss::RowMatrix<T> S, Tt;
+  random_pair(n, v, s, mask, S, Tt);
   compare_on<Spec>(S, Tt, tau);
 }
 
@@ -163,13 +169,8 @@ void sinkhorn_with_scalar(long n, long v, double tau, double eps, kdloss::Sinkho
                           double mask) {
   INFO("kdloss::Sinkhorn on " << simd::best_arch::name << " vs scalar: N=" << n << " V=" << v << " tau=" << tau
                               << " eps=" << eps << " cost=" << kdloss::to_string(cost) << " mask=" << mask);
-  kdloss::RowMatrix<T> S = kdtest::random_logits<T>(n, v, s), Tt = kdtest::random_logits<T>(n, v, s + 1);
-  if (mask > 0) {
-    kdtest::mask_random(S, mask, s + 2);
-    for (long i = 0; i < n; ++i)
-      for (long j = 0; j < v; ++j)
-        if (std::isinf(static_cast<double>(S(i, j)))) Tt(i, j) = S(i, j);
-  }
+  kdloss::RowMatrix<T> S, Tt;
+  random_pair(n, v, s, mask, S, Tt);
   kdloss::SinkhornOptions<T> o;
   o.temperature = static_cast<T>(tau);
   o.epsilon = static_cast<T>(eps);
