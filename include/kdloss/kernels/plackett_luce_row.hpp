@@ -206,7 +206,7 @@ RowResult plackett_luce_row(const T* teacher, const T* student, Index n, Index l
   const B zero = B::splat(T(0));
   const B msb = B::splat(ms), mtb = B::splat(mt);
   const double kd = static_cast<double>(k);
-  const B log2e = B::splat(static_cast<T>(kLog2e)), k2 = B::splat(static_cast<T>(kd * kLog2e));
+  const B log2e = B::splat(static_cast<T>(kLog2e)), k2 = B::splat(static_cast<T>(exp2_scale(k)));
   const B cmin = B::splat(detail_pld::min_suffix<T>());
   const bool grad = out.row != nullptr;
   constexpr Index Q = kPldBlock;

@@ -316,13 +316,16 @@ PairStats<T> row_stats(const TeacherRow& teacher, const StudentRow& srow, Index 
   constexpr double kFusedLimit = 4096;
   auto fusable = [&](T m) { return m == -kInf || std::fabs(kappa * static_cast<double>(m)) <= kFusedLimit; };
   auto fused_now = [&] { return kCanFuse && (!Plan::teacher || fusable(mt)) && (!Plan::student || fusable(ms)); };
-  // C = kappa m rounded to T, and delta = kappa m - C: exponentials relative to C are 2^delta
-  // times those relative to m.
-  // (fma: the exact remainder in double as in float). A side still at -inf has only zeros to sum,
-  // relative to anything finite.
-  auto ref_of = [&](T m) { return m == -kInf ? T(0) : static_cast<T>(kappa * static_cast<double>(m)); };
+  // A sweep's reference for a side at maximum m: C = kappa m rounded to T for the fused exponent
+  // (0 for a side still at -inf, which has only zeros to sum relative to anything finite), else m.
+  auto ref_of = [&](T m, bool fused) {
+    if (!fused) return finite_floor(m);
+    return m == -kInf ? T(0) : static_cast<T>(kappa * static_cast<double>(m));
+  };
+  // delta = kappa m - C, exact through fma in double as in float: exponentials relative to C are
+  // 2^delta times those relative to m.
   auto delta_of = [&](T m) {
-    return m == -kInf ? 0.0 : std::fma(kappa, static_cast<double>(m), -static_cast<double>(ref_of(m)));
+    return m == -kInf ? 0.0 : std::fma(kappa, static_cast<double>(m), -static_cast<double>(ref_of(m, true)));
   };
   // Takes in the sums of the block at j0, swept relative to the current maxima (`fused`: to their
   // references C): brought to the maxima, in logit units, kappa (t - max t) = y_t - delta_t and
@@ -342,24 +345,18 @@ PairStats<T> row_stats(const TeacherRow& teacher, const StudentRow& srow, Index 
     st += gt * b.st, ss += gs * b.ss, ct += b.ct, cs += b.cs, m1 += b.m1, m2 += b.m2, lin += b.lin;
     if constexpr (Plan::stash != Stash::None) {
       const T m = Plan::stash == Stash::Teacher ? mt : ms;
-      stash.ref[j0 / kBlock] = fused ? ref_of(m) : finite_floor(m);
+      stash.ref[j0 / kBlock] = ref_of(m, fused);
       if (j0 == 0) r.stash_offsets = fused;
       r.stash_complete = r.stash_complete && fused == r.stash_offsets;
     }
   };
   // Sweeps the block relative to the current maxima (which contain its own).
   auto sweep_at_max = [&](Index j0, Index j1) {
-    if (fused_now())
-      add(j0, sweep_block(j0, j1, std::true_type{}, ref_of(mt), ref_of(ms)), true);
+    const bool fused = fused_now();
+    if (fused)
+      add(j0, sweep_block(j0, j1, std::true_type{}, ref_of(mt, true), ref_of(ms, true)), true);
     else
-      add(j0, sweep_block(j0, j1, std::false_type{}, finite_floor(mt), finite_floor(ms)), false);
-  };
-  // Sweeps the block relative to the maxima of the blocks before it, finding its own.
-  auto sweep_tracked = [&](Index j0, Index j1) {
-    if constexpr (kCanFuse)
-      return sweep_block(j0, j1, std::true_type{}, ref_of(mt), ref_of(ms));
-    else
-      return sweep_block(j0, j1, std::true_type{}, finite_floor(mt), finite_floor(ms));
+      add(j0, sweep_block(j0, j1, std::false_type{}, ref_of(mt, false), ref_of(ms, false)), false);
   };
 
   // A later block's exponents may exceed 0 by up to kHeadroom (base 2), which keeps its float sums
@@ -377,7 +374,8 @@ PairStats<T> row_stats(const TeacherRow& teacher, const StudentRow& srow, Index 
       sweep_at_max(j0, j1);
       continue;
     }
-    const BlockSums<T> block = sweep_tracked(j0, j1);
+    // Relative to the maxima of the blocks before it, finding its own.
+    const BlockSums<T> block = sweep_block(j0, j1, std::true_type{}, ref_of(mt, kCanFuse), ref_of(ms, kCanFuse));
     const T nmt = std::max(mt, block.max_t), nms = std::max(ms, block.max_s);
     if (too_high(block.max_t, mt) || too_high(block.max_s, ms)) {
       move_to(nmt, nms);

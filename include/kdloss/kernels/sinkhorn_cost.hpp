@@ -44,8 +44,7 @@ RowError softmax_pair_row(const T* teacher, const T* student, Index v, T k, T* p
   const PairStats<T> st = row_stats<Arch, Plan>(PlainRow<T>{teacher}, student, v, k);
   if (const RowError e = st.t.check(true); e != RowError::None) return e;
   if (const RowError e = st.s.check(false); e != RowError::None) return e;
-  const double log2e = 1.4426950408889634;
-  const B kb = B::splat(static_cast<T>(static_cast<double>(k) * log2e));
+  const B kb = B::splat(static_cast<T>(exp2_scale(k)));
   auto write = [&](const T* x, T* out, const SideStats<T>& s) {
     const B mb = B::splat(s.max);
     const B lb = B::splat(static_cast<T>(std::log2(s.sum)));

@@ -57,7 +57,7 @@ void write_split_gradient(const T* teacher, const T* student, Index n, Index y, 
   constexpr int W = B::size;
   constexpr double kLog2e = 1.4426950408889634;
   const bool student_hat = hat.s.sum > 0;
-  const B k2 = B::splat(static_cast<T>(static_cast<double>(k) * kLog2e));
+  const B k2 = B::splat(static_cast<T>(exp2_scale(k)));
   const B mtb = B::splat(hat.t.max), msb = B::splat(student_hat ? hat.s.max : T(0));
   const B lst2 = B::splat(static_cast<T>(hat.t.log_sum() * kLog2e));
   const B lss2 = B::splat(static_cast<T>(student_hat ? hat.s.log_sum() * kLog2e : 0.0));
