@@ -32,9 +32,12 @@ inline LD xlogxy(LD x, LD y) {
 }
 
 /// A row of an f-divergence from its entries: value = sum of terms, gradient
-/// q_j (g_j - sum_v q_v g_v) / tau written as (h_j - q_j sum_v h_v) / tau, and error scales (the
-/// size of every rounded term times the relative error of p and q, eps (|log p| + |log q| + 2);
-/// the centre sum_v h_v is rounded at the size of sum_v |h_v|).
+/// q_j (g_j - sum_v q_v g_v) / tau written as (h_j - q_j sum_v h_v) / tau, and error scales: the
+/// size of every rounded term times the relative error of p and q, eps (|log p| + |log q| + 2).
+/// In entry j's gradient, q_j times the centre c = sum_v h_v carries q_j's own error (that factor
+/// for entry j, times sum_v |h_v|) and c's: each h_v errs by its own factor for entry v, so c errs
+/// by up to sum_v |h_v| (|log p_v| + |log q_v| + 2), which an entry with small logs of its own (the
+/// row's peak) does not bound.
 inline Row f_divergence(const double* s, const double* t, long v, double tau, const EntryFn& f) {
   const auto lq = log_softmax(s, v, tau), lp = log_softmax(t, v, tau);
   Row r;
@@ -42,7 +45,7 @@ inline Row f_divergence(const double* s, const double* t, long v, double tau, co
   r.grad_scale.assign(static_cast<size_t>(v), 0.0);
   std::vector<Entry> e(static_cast<size_t>(v));
   std::vector<LD> q(static_cast<size_t>(v));
-  LD value = 0, centre = 0, abs_centre = 0;
+  LD value = 0, centre = 0, abs_centre = 0, centre_err = 0;
   for (size_t j = 0; j < e.size(); ++j) {
     const LD pj = lp[j] == -kInf ? 0 : std::exp(static_cast<LD>(lp[j]));
     q[j] = lq[j] == -kInf ? 0 : std::exp(static_cast<LD>(lq[j]));
@@ -54,6 +57,7 @@ inline Row f_divergence(const double* s, const double* t, long v, double tau, co
     if (e[j].h_scale < 0) e[j].h_scale = std::fabs(e[j].h);
     abs_centre += e[j].h_scale;
     const double logs = (lp[j] == -kInf ? 0 : std::fabs(lp[j])) + (lq[j] == -kInf ? 0 : std::fabs(lq[j])) + 2;
+    centre_err += e[j].h_scale * logs;
     r.value_scale += static_cast<double>(e[j].term_scale + pj + q[j]) * logs;
   }
   r.value = static_cast<double>(value);
@@ -62,7 +66,7 @@ inline Row f_divergence(const double* s, const double* t, long v, double tau, co
     const LD pj = lp[j] == -kInf ? 0 : std::exp(static_cast<LD>(lp[j]));
     r.grad[j] = static_cast<double>((e[j].h - q[j] * centre) / tau);
     r.grad_scale[j] = static_cast<double>(
-        ((e[j].h_scale + q[j] * abs_centre) * logs + (pj + q[j]) * logs) / tau);
+        ((e[j].h_scale + q[j] * abs_centre + pj + q[j]) * logs + q[j] * centre_err) / tau);
   }
   return r;
 }
