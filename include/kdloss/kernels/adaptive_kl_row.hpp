@@ -95,7 +95,6 @@ RowResult adaptive_kl_row(const T* teacher, const T* student, Index n, T k, doub
   }
 
   // Pass 2.
-  constexpr double kLog2e = 1.4426950408889634;
   const B k2 = B::splat(static_cast<T>(exp2_scale(k))), kb = B::splat(k);
   const B mtb = B::splat(st.t.max), msb = B::splat(st.s.max);
   const B lst2 = B::splat(static_cast<T>(lst * kLog2e)), lss2 = B::splat(static_cast<T>(lss * kLog2e));

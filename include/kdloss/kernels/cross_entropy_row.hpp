@@ -31,7 +31,6 @@ RowResult cross_entropy_row(const T* student, Index n, T k, Index label, double 
   value = std::max(value, 0.0);
   if (out.row == nullptr) return {value, RowError::None};
 
-  constexpr double kLog2e = 1.4426950408889634;
   const B k2 = B::splat(static_cast<T>(exp2_scale(k))), msb = B::splat(st.s.max);
   const B lss2 = B::splat(static_cast<T>(lss * kLog2e)), gb = B::splat(out.scale);
   const B uniform = B::splat(static_cast<T>(smoothing / static_cast<double>(n)));
@@ -64,7 +63,6 @@ RowResult soft_target_row(const T* student, const T* target, Index n, T k, Index
   const PairStats<T> st = row_stats<Arch, Plan>(PlainRow<T>{nullptr}, student, n, k);
   if (RowError e = st.s.check(false); e != RowError::None) return {0, e};
   const double kd = static_cast<double>(k), lss = st.s.log_sum();
-  constexpr double kLog2e = 1.4426950408889634;
   const B k2 = B::splat(static_cast<T>(exp2_scale(k))), msb = B::splat(st.s.max), kb = B::splat(k);
   const B lss2 = B::splat(static_cast<T>(lss * kLog2e)), lssb = B::splat(static_cast<T>(lss));
   const B gb = B::splat(out.scale), ab = B::splat(static_cast<T>(a)), zero = B::splat(T(0));

@@ -143,7 +143,6 @@ RowResult divergence_row_bound(const Gen& gen_in, const TeacherRow& teacher_in, 
 
   // The entry view, relative to the row maxima (so z/tau never overflows for huge logits). In base
   // 2, log2 p = k log2(e) (t - max t) - log2 S_t: p costs one fms and one exp2.
-  constexpr double kLog2e = 1.4426950408889634, kLn2 = 0.69314718055994530942;
   const PlainRow<T> srow{student};
   const double kappa = exp2_scale(k);  // pass 1's base-2 multiplier, which the stash is made with
   const B kb = B::splat(k), k2 = B::splat(static_cast<T>(kappa));

@@ -158,7 +158,6 @@ RowResult plackett_luce_row(const T* teacher, const T* student, Index n, Index l
   constexpr int W = B::size;
   constexpr int C = kPldChains;
   constexpr T kNegInf = -std::numeric_limits<T>::infinity();
-  constexpr double kLog2e = 1.4426950408889634;
 
   // The maxima and finite checks of both rows in one vector pass (it also brings the teacher row
   // into cache for the sort's pre-pass).

@@ -96,12 +96,16 @@ struct ExpStash {
   T* ref = nullptr;
 };
 
+/// \f$\log_2 e\f$ and \f$\ln 2\f$, in double, for the kernels' base-2 exponents and logs.
+inline constexpr double kLog2e = 1.4426950408889634;
+inline constexpr double kLn2 = 0.69314718055994530942;
+
 /// The base-2 multiplier \f$\kappa = k\log_2 e\f$ of pass 1 and every later pass, rounded to T:
 /// \f$e^{k(x - m)} = 2^{\kappa(x - m)}\f$. All passes use this one value, so the probabilities a
 /// later pass forms agree with the sums pass 1 took.
 template <class T>
 KDLOSS_INLINE double exp2_scale(T k) {
-  return static_cast<double>(static_cast<T>(static_cast<double>(k) * 1.4426950408889634));
+  return static_cast<double>(static_cast<T>(static_cast<double>(k) * kLog2e));
 }
 
 /// Which side's exponentials pass 1 leaves in a row for a later pass (`ExpStash`).
@@ -335,7 +339,7 @@ PairStats<T> row_stats(const TeacherRow& teacher, const StudentRow& srow, Index 
     const double ds = fused && Plan::student ? delta_of(ms) : 0.0;
     // 2^-delta for |delta| <= 2^-12: e^z to z^4, z = -delta ln 2 (truncation below 1e-20).
     auto exp2_tiny = [](double x) {
-      const double z = -x * 0.69314718055994530942;
+      const double z = -x * kLn2;
       return 1 + z * (1 + z * (0.5 + z * (1.0 / 6 + z * (1.0 / 24))));
     };
     const double gt = exp2_tiny(dt), gs = exp2_tiny(ds), dd = dt - ds, inv = 1 / kappa;

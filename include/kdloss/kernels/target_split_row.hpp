@@ -55,7 +55,6 @@ void write_split_gradient(const T* teacher, const T* student, Index n, Index y, 
                           const GradOut<T>& out) {
   using B = simd::batch<T, Arch>;
   constexpr int W = B::size;
-  constexpr double kLog2e = 1.4426950408889634;
   const bool student_hat = hat.s.sum > 0;
   const B k2 = B::splat(static_cast<T>(exp2_scale(k)));
   const B mtb = B::splat(hat.t.max), msb = B::splat(student_hat ? hat.s.max : T(0));
