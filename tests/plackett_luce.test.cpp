@@ -631,10 +631,7 @@ TEMPLATE_TEST_CASE("PlackettLuce float and double agree and SIMD path equals the
       const double e = kdtest::eps<T>(), tiny = static_cast<double>(std::numeric_limits<T>::min());
       INFO(kdloss::simd::best_arch::name << " vs scalar: V=" << v << " tau=" << tau);
       CHECK(std::fabs(fast - oracle) <= 2 * kdtest::kUlpFactor * e * x.value_scale + tiny);
-      std::vector<std::vector<double>> gs(static_cast<size_t>(n), std::vector<double>(static_cast<size_t>(v)));
-      for (long i = 0; i < n; ++i)
-        for (long j = 0; j < v; ++j) gs[static_cast<size_t>(i)][static_cast<size_t>(j)] = static_cast<double>(Gs(i, j));
-      const std::string why = kdtest::compare(G, gs, [&](long i, long j) {
+      const std::string why = kdtest::compare(G, kdtest::rows_of(Gs), [&](long i, long j) {
         return 2 * kdtest::kUlpFactor * e * x.grad_scale[static_cast<size_t>(i)][static_cast<size_t>(j)] + tiny;
       });
       INFO(why);
@@ -648,12 +645,7 @@ TEMPLATE_TEST_CASE("PlackettLuce float and double agree and SIMD path equals the
         kdloss::RowMatrix<double> Gd(n, v);
         const double dbl = kdloss::PlackettLuce<double>(od)(Sd, Td, y, Gd);
         CHECK(std::fabs(fast - dbl) <= 2 * kdtest::kUlpFactor * e * x.value_scale + tiny);
-        const std::string whyd = kdtest::compare(G, [&] {
-          std::vector<std::vector<double>> m(static_cast<size_t>(n), std::vector<double>(static_cast<size_t>(v)));
-          for (long i = 0; i < n; ++i)
-            for (long j = 0; j < v; ++j) m[static_cast<size_t>(i)][static_cast<size_t>(j)] = Gd(i, j);
-          return m;
-        }(), [&](long i, long j) { return 2 * kdtest::kUlpFactor * e * x.grad_scale[static_cast<size_t>(i)][static_cast<size_t>(j)] + tiny; });
+        const std::string whyd = kdtest::compare(G, kdtest::rows_of(Gd), [&](long i, long j) { return 2 * kdtest::kUlpFactor * e * x.grad_scale[static_cast<size_t>(i)][static_cast<size_t>(j)] + tiny; });
         INFO(whyd);
         CHECK(whyd.empty());
       }

@@ -25,10 +25,7 @@ void compare_on(const kdloss::RowMatrix<T>& S, const kdloss::RowMatrix<T>& Tt, d
   const auto m = kdtest::ref::reduce(Spec::row, Sd.data(), Td.data(), n, v, nullptr, kdtest::reduce_of(o));
   const double e = kdtest::eps<T>(), tiny = static_cast<double>(std::numeric_limits<T>::min());
   CHECK(std::fabs(value - value_s) <= 2 * kdtest::kUlpFactor * e * m.value_scale + tiny);
-  std::vector<std::vector<double>> gs(static_cast<size_t>(n), std::vector<double>(static_cast<size_t>(v)));
-  for (long i = 0; i < n; ++i)
-    for (long j = 0; j < v; ++j) gs[static_cast<size_t>(i)][static_cast<size_t>(j)] = static_cast<double>(Gs(i, j));
-  const std::string why = kdtest::compare(G, gs, [&](long i, long j) {
+  const std::string why = kdtest::compare(G, kdtest::rows_of(Gs), [&](long i, long j) {
     return 2 * kdtest::kUlpFactor * e * m.grad_scale[static_cast<size_t>(i)][static_cast<size_t>(j)] + tiny;
   });
   INFO(why);

@@ -82,10 +82,7 @@ void sinkhorn_with_scalar(long n, long v, double tau, double eps, kdloss::Sinkho
   const auto b = kdtest::ref::sinkhorn_bounds(r, kdtest::eps<T>(), static_cast<double>(std::numeric_limits<T>::min()),
                                               eps, tau, 1.0, cost == kdloss::SinkhornCost::L1);
   CHECK(std::fabs(value - value_s) <= 2 * b.value);
-  std::vector<std::vector<double>> gs(static_cast<size_t>(n), std::vector<double>(static_cast<size_t>(v)));
-  for (long i = 0; i < n; ++i)
-    for (long j = 0; j < v; ++j) gs[static_cast<size_t>(i)][static_cast<size_t>(j)] = static_cast<double>(Gs(i, j));
-  const std::string why = kdtest::compare(G, gs, [&](long i, long j) {
+  const std::string why = kdtest::compare(G, kdtest::rows_of(Gs), [&](long i, long j) {
     return 2 * b.grad[static_cast<size_t>(i)][static_cast<size_t>(j)];
   });
   INFO(why);

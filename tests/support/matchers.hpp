@@ -55,6 +55,17 @@ std::string compare(const A& actual, const std::vector<std::vector<double>>& exp
   return why.str();
 }
 
+/// The entries of a matrix as rows of doubles: the `expected` of `compare` when it is another
+/// path's result (a SIMD path against the scalar path) rather than a reference's.
+template <class M>
+std::vector<std::vector<double>> rows_of(const M& m) {
+  std::vector<std::vector<double>> r(static_cast<size_t>(m.rows()), std::vector<double>(static_cast<size_t>(m.cols())));
+  for (long i = 0; i < static_cast<long>(m.rows()); ++i)
+    for (long j = 0; j < static_cast<long>(m.cols()); ++j)
+      r[static_cast<size_t>(i)][static_cast<size_t>(j)] = static_cast<double>(m(i, j));
+  return r;
+}
+
 /// Largest |a - e| / scale over the entries (for reporting the worst gradient error).
 template <class A, class E>
 double max_abs_diff(const A& a, const E& e) {
