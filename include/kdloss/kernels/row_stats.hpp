@@ -154,7 +154,8 @@ constexpr Index stats_block() {
 ///
 /// The exponent of x is one fused multiply-subtract, \f$y = \kappa x - C\f$ with \f$\kappa\f$ =
 /// `exp2_scale(k)` and \f$C\f$ the reference maximum m times \f$\kappa\f$, rounded to T; the block's
-/// sums are brought to m itself afterwards, in double, by the factor \f$2^{C - \kappa m}\f$ (O(1)).
+/// sums are brought to m itself afterwards, in double, by dividing them by the exponential the sweep
+/// took at m, \f$2^{\kappa m - C}\f$ as rounded (O(1)), so m adds exactly 1.
 /// A row whose \f$|\kappa m|\f$ exceeds \f$2^{12}\f$ (logits in the thousands, or huge ones at a tiny
 /// temperature), or a build without a fused multiply-add (which the exact product of y needs),
 /// takes \f$y = \kappa(x - m)\f$ instead; in the first case each block's maxima come from a
@@ -331,22 +332,29 @@ PairStats<T> row_stats(const TeacherRow& teacher, const StudentRow& srow, Index 
   auto delta_of = [&](T m) {
     return m == -kInf ? 0.0 : std::fma(kappa, static_cast<double>(m), -static_cast<double>(ref_of(m, true)));
   };
+  // What the sweep itself added for an entry at the maximum m, 2^(kappa m - C) = 2^delta as the
+  // kernel's own exponential rounds it (1 for a side at -inf, which has nothing to scale).
+  auto own_at_max = [&](T m) {
+    if (m == -kInf) return 1.0;
+    const B y = fms(B::splat(m), kb, B::splat(ref_of(m, true)));
+    return static_cast<double>(hmax(simd::exp2_nonpositive(y)));
+  };
   // Takes in the sums of the block at j0, swept relative to the current maxima (`fused`: to their
   // references C): brought to the maxima, in logit units, kappa (t - max t) = y_t - delta_t and
-  // kappa D = (y_t - y_s) - (delta_t - delta_s).
+  // kappa D = (y_t - y_s) - (delta_t - delta_s). A fused block's sums are divided by what the
+  // sweep added at the maximum (2^delta within a rounding, |delta| <= 2^-12) rather than multiplied
+  // by the exact 2^-delta, so the maximum adds exactly 1, as it does to an unfused sweep: a row
+  // whose only entry is its maximum sums to exactly 1, and its p is exactly 1 (as log p = 0 says).
   auto add = [&](Index j0, BlockSums<T> b, bool fused) {
     const double dt = fused && Plan::teacher ? delta_of(mt) : 0.0;
     const double ds = fused && Plan::student ? delta_of(ms) : 0.0;
-    // 2^-delta for |delta| <= 2^-12: e^z to z^4, z = -delta ln 2 (truncation below 1e-20).
-    auto exp2_tiny = [](double x) {
-      const double z = -x * kLn2;
-      return 1 + z * (1 + z * (0.5 + z * (1.0 / 6 + z * (1.0 / 24))));
-    };
-    const double gt = exp2_tiny(dt), gs = exp2_tiny(ds), dd = dt - ds, inv = 1 / kappa;
-    if constexpr (Plan::teacher_moments) b.m1 *= gt, b.m2 *= gt;  // already relative to max t
-    if constexpr (Plan::cross_t) b.ct = gt * (b.ct - dd * b.st) * inv;
-    if constexpr (Plan::cross_s) b.cs = gs * (b.cs - dd * b.ss) * inv;
-    st += gt * b.st, ss += gs * b.ss, ct += b.ct, cs += b.cs, m1 += b.m1, m2 += b.m2, lin += b.lin;
+    const double et = fused && Plan::teacher ? own_at_max(mt) : 1.0;
+    const double es = fused && Plan::student ? own_at_max(ms) : 1.0;
+    const double dd = dt - ds, inv = 1 / kappa;
+    if constexpr (Plan::teacher_moments) b.m1 /= et, b.m2 /= et;  // already relative to max t
+    if constexpr (Plan::cross_t) b.ct = (b.ct - dd * b.st) * inv / et;
+    if constexpr (Plan::cross_s) b.cs = (b.cs - dd * b.ss) * inv / es;
+    st += b.st / et, ss += b.ss / es, ct += b.ct, cs += b.cs, m1 += b.m1, m2 += b.m2, lin += b.lin;
     if constexpr (Plan::stash != Stash::None) {
       const T m = Plan::stash == Stash::Teacher ? mt : ms;
       stash.ref[j0 / kBlock] = ref_of(m, fused);
