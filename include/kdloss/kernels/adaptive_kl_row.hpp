@@ -165,7 +165,14 @@ RowResult adaptive_kl_row(const T* teacher, const T* student, Index n, T k, doub
   T* const ba = ws.br_a.data();
   const B hib = B::splat(hi), lob = B::splat(lo);
   constexpr T kNaN = std::numeric_limits<T>::quiet_NaN();
+  // The head's gap: float lanes over at most 64 vectors (as the pass above), double across them.
   B g = B::splat(0);
+  double gap_head = 0;
+  int ng = 0;
+  auto add_gap = [&](B v) {
+    g = g + v;
+    if (++ng == 64) gap_head += hsum_wide(g), g = B::splat(0), ng = 0;
+  };
   Index above = 0, nb = 0;
   // Above hi: |A| summed and counted; in the bracket: gathered in index order. Tail lanes read as
   // NaN, which compares false everywhere.
@@ -178,7 +185,7 @@ RowResult adaptive_kl_row(const T* teacher, const T* student, Index n, T k, doub
     sweep<W>(0, nk, [&](Index j, auto lanes) {
       const B t = load<B>(set_t + j, lanes, kNaN);
       const auto [up, in] = classify(t);
-      g = g + select(up, load<B>(set_a + j, lanes, T(0)), B::splat(0));
+      add_gap(select(up, load<B>(set_a + j, lanes, T(0)), B::splat(0)));
       above += count(up);
       if (any(in)) {
         compress_store(bt + nb, in, t);
@@ -198,7 +205,7 @@ RowResult adaptive_kl_row(const T* teacher, const T* student, Index n, T k, doub
         const B tz = load<B>(teacher + j, lanes, kNegInf), s = load<B>(student + j, lanes, kNegInf);
         a = abs(simd::exp2_nonpositive(fms(s - msb, k2, lss2)) - simd::exp2_nonpositive(fms(tz - mtb, k2, lst2)));
       }
-      g = g + select(up, a, B::splat(0));
+      add_gap(select(up, a, B::splat(0)));
       above += count(up);
       compress_store(bt + nb, in, t);
       nb += compress_store(ba + nb, in, a);
@@ -207,7 +214,7 @@ RowResult adaptive_kl_row(const T* teacher, const T* student, Index n, T k, doub
       store(bp + j, simd::exp2_nonpositive(fms(load<B>(bt + j, lanes, kNegInf) - mtb, k2, lst2)), lanes);
     });
   }
-  double gap_head = hsum_wide(g);
+  gap_head += hsum_wide(g);
   // The exact cut inside the bracket (in index order, so ties go to the lower index first).
   const HeadCut<T> cut = select_head<Arch>(bt, bp, nb, budget, ws.select);
   long head = static_cast<long>(above + cut.size());
@@ -221,12 +228,12 @@ RowResult adaptive_kl_row(const T* teacher, const T* student, Index n, T k, doub
     head = 1;
   } else {
     const B key = B::splat(cut.key);
-    B gh = B::splat(0);
+    g = B::splat(0), ng = 0;
     Index ties = cut.ties;
     sweep<W>(0, nb, [&](Index j, auto lanes) {
       const B t = load<B>(bt + j, lanes, kNaN);
       const B av = load<B>(ba + j, lanes, T(0));
-      gh = gh + select(t > key, av, B::splat(0));
+      add_gap(select(t > key, av, B::splat(0)));
       if (ties > 0 && any(t == key)) {  // ties at the cut, in index order
         alignas(64) T tl[W], al[W];
         t.store(tl);
@@ -235,7 +242,7 @@ RowResult adaptive_kl_row(const T* teacher, const T* student, Index n, T k, doub
           if (tl[l] == cut.key) gap_head += static_cast<double>(al[l]), --ties;
       }
     });
-    gap_head += hsum_wide(gh);
+    gap_head += hsum_wide(g);
   }
   const double gap_tail = std::max(0.0, gap_all - gap_head);
   const double total = gap_head + gap_tail;

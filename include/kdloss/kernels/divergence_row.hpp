@@ -177,21 +177,28 @@ RowResult divergence_row_bound(const Gen& gen_in, const TeacherRow& teacher_in, 
   const bool reduce_centre = !kStatsCentre && grad != nullptr;
   const bool stash_h = reduce_centre && out.beta == T(0);
   if (!kStatsValue || reduce_centre) {
-    B vs = B::splat(0), cs = B::splat(0);
-    sweep_reverse<W>(0, n, [&](Index j, auto lanes) {
-      const Elem<B> e = elem(j, lanes);
-      const auto m = live(e);
-      if constexpr (!kStatsValue) vs = vs + select(m, gen.term(e), B::splat(0));
-      if constexpr (!kStatsCentre) {
-        if (reduce_centre) {
-          const B h = select(m, gen.h(e), B::splat(0));
-          cs = cs + h;
-          if (stash_h) store(grad + j, h, lanes);
+    // Float lanes over chunks of 32 vectors (each lane sums at most 32 terms, as in pass 1), double
+    // across chunks: a float row of 150k entries stays within a few ulp on every path, the scalar
+    // one's single lane included.
+    constexpr Index kChunk = 32 * W;
+    for (Index c = (n - 1) / kChunk; c >= 0; --c) {
+      B vs = B::splat(0), cs = B::splat(0);
+      sweep_reverse<W>(c * kChunk, std::min(n, (c + 1) * kChunk), [&](Index j, auto lanes) {
+        const Elem<B> e = elem(j, lanes);
+        const auto m = live(e);
+        if constexpr (!kStatsValue) vs = vs + select(m, gen.term(e), B::splat(0));
+        if constexpr (!kStatsCentre) {
+          if (reduce_centre) {
+            const B h = select(m, gen.h(e), B::splat(0));
+            cs = cs + h;
+            if (stash_h) store(grad + j, h, lanes);
+          }
         }
-      }
-    });
-    if constexpr (!kStatsValue) value = std::max(hsum_wide(vs), 0.0);
-    if (reduce_centre) centre = hsum_wide(cs);
+      });
+      if constexpr (!kStatsValue) value += hsum_wide(vs);
+      if (reduce_centre) centre += hsum_wide(cs);
+    }
+    if constexpr (!kStatsValue) value = std::max(value, 0.0);
   }
   if (grad == nullptr) return {value, RowError::None};
 
