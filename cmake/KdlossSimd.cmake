@@ -31,6 +31,14 @@ function(kdloss_eigen_avx512_workaround target)
   endif()
 endfunction()
 
+# Compiles a test target for one of KDLOSS_ISAS: its flags, and the workaround above for avx512.
+function(kdloss_use_isa target isa)
+  target_compile_options(${target} PRIVATE ${KDLOSS_ISA_FLAGS_${isa}})
+  if(isa STREQUAL "avx512")
+    kdloss_eigen_avx512_workaround(${target})
+  endif()
+endfunction()
+
 # Compiles a benchmark or example for this machine when KDLOSS_NATIVE is on.
 function(kdloss_native target)
   if(KDLOSS_NATIVE)
