@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <cmath>
+#include <limits>
 #include <map>
 #include <set>
 #include <string>
@@ -162,7 +163,12 @@ TEST_CASE("distill_demo: every registry entry gives a loss and a softmax gradien
     CHECK(std::isfinite(l));
     CHECK(l > 0);
     REQUIRE(g.allFinite());
-    CHECK(g.rowwise().sum().cwiseAbs().maxCoeff() < 1e-6f);  // softmax gradients sum to 0 per row
+    // Softmax gradients sum to 0 per row, within rounding relative to the row's size (an absolute
+    // 1e-6 failed DKD's, T = 4 and beta = 8, on AVX-512: measured worst 4.5 eps sum|g| there, 3.0
+    // on SSE2, 2.3 on AVX2).
+    const Eigen::ArrayXf row_sums = g.rowwise().sum().cwiseAbs().array();
+    const Eigen::ArrayXf row_mass = g.cwiseAbs().rowwise().sum().array();
+    CHECK((row_sums <= 16 * std::numeric_limits<float>::epsilon() * row_mass).all());
     CHECK(g.cwiseAbs().maxCoeff() > 1e-4f);
   }
 }
