@@ -5,6 +5,8 @@
 
 #include <benchmark/benchmark.h>
 
+#include <algorithm>
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <functional>
@@ -56,11 +58,23 @@ inline Data& data(int n, int v) {
   return *d;
 }
 
+/// A registered call: `fn(data, grad_or_null)` and the shapes it runs on.
+using Call = std::function<float(Data&, RowMatrix<float>*)>;
+struct Entry {
+  Call fn;
+  std::vector<std::pair<int, int>> shapes;
+};
+/// Every call `add` registered, by "<loss>/<mode>/<impl>" (for the paired benchmarks of `run`).
+inline std::map<std::string, Entry>& registry() {
+  static std::map<std::string, Entry> r;
+  return r;
+}
+
 /// Registers `fn(data, grad_or_null)` as "<loss>/<mode>/<impl>/N:<n>/V:<v>" for every shape.
 /// mode is "value" or "grad"; bytes per element are 8 (value) or 12 (grad).
-inline void add(const std::string& loss, const std::string& mode, const std::string& impl,
-                std::function<float(Data&, RowMatrix<float>*)> fn,
+inline void add(const std::string& loss, const std::string& mode, const std::string& impl, Call fn,
                 const std::vector<std::pair<int, int>>& which = shapes()) {
+  registry()[loss + "/" + mode + "/" + impl] = {fn, which};
   for (const auto& [n, v] : which) {
     const std::string name = loss + "/" + mode + "/" + impl + "/N:" + std::to_string(n) + "/V:" + std::to_string(v);
     const bool grad = mode == "grad";
@@ -75,6 +89,66 @@ inline void add(const std::string& loss, const std::string& mode, const std::str
       st.SetItemsProcessed(st.iterations() * elems);
       st.SetBytesProcessed(st.iterations() * elems * (grad ? 12 : 8));
     })->Unit(benchmark::kMillisecond);
+  }
+}
+
+/// Registers "<loss>/<mode>/paired:<label>/N:<n>/V:<v>": calls `a` and `b` alternately on the same
+/// data (a then b, then b then a), each timed on its own, and reports the counter `ratio`, the
+/// median over iterations of time(a) / time(b). A ratio from calls made side by side is immune to
+/// the drift of a shared machine between two benchmarks run minutes apart (the summary's ratios
+/// divide medians of separate runs). Iteration time: both calls.
+inline void add_paired(const std::string& loss, const std::string& mode, const std::string& label, Call a, bool a_grad,
+                       Call b, bool b_grad, const std::vector<std::pair<int, int>>& which) {
+  for (const auto& [n, v] : which) {
+    const std::string name = loss + "/" + mode + "/paired:" + label + "/N:" + std::to_string(n) + "/V:" + std::to_string(v);
+    benchmark::RegisterBenchmark(name.c_str(), [a, b, a_grad, b_grad, n = n, v = v](benchmark::State& st) {
+      Data& d = data(n, v);
+      auto timed = [&d](const Call& f, bool grad) {
+        const auto t0 = std::chrono::steady_clock::now();
+        benchmark::DoNotOptimize(f(d, grad ? &d.G : nullptr));
+        benchmark::ClobberMemory();
+        return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      };
+      timed(a, a_grad);  // warm-up, untimed
+      timed(b, b_grad);
+      std::vector<double> ratios;
+      bool a_first = true;
+      for (auto _ : st) {
+        double ta, tb;
+        if (a_first) {
+          ta = timed(a, a_grad);
+          tb = timed(b, b_grad);
+        } else {
+          tb = timed(b, b_grad);
+          ta = timed(a, a_grad);
+        }
+        a_first = !a_first;
+        ratios.push_back(ta / tb);
+        st.SetIterationTime(ta + tb);
+      }
+      std::sort(ratios.begin(), ratios.end());
+      const size_t m = ratios.size();
+      st.counters["ratio"] = m == 0 ? 0.0 : (m % 2 != 0 ? ratios[m / 2] : 0.5 * (ratios[m / 2 - 1] + ratios[m / 2]));
+    })->UseManualTime()->Unit(benchmark::kMillisecond);
+  }
+}
+
+/// The paired benchmarks of the bars, made from the registry: per loss, value+gradient,
+/// "paired:eigen_rows" (the row-at-a-time Eigen version's time / kdloss's: its speed-up) and,
+/// for every loss but ForwardKL, "paired:ForwardKL" (kdloss's time / ForwardKL's: the multiple the
+/// bars bound); "<loss>/value/paired:grad" (value-only time / value+gradient time).
+inline void add_pairs() {
+  const auto& r = registry();
+  for (const auto& [key, e] : r) {
+    const std::string suffix = "/grad/kdloss";
+    if (key.size() <= suffix.size() || key.compare(key.size() - suffix.size(), suffix.size(), suffix) != 0) continue;
+    const std::string loss = key.substr(0, key.size() - suffix.size());
+    if (const auto rows = r.find(loss + "/grad/eigen_rows"); rows != r.end())
+      add_paired(loss, "grad", "eigen_rows", rows->second.fn, true, e.fn, true, e.shapes);
+    if (const auto fkl = r.find("ForwardKL/grad/kdloss"); loss != "ForwardKL" && fkl != r.end())
+      add_paired(loss, "grad", "ForwardKL", e.fn, true, fkl->second.fn, true, e.shapes);
+    if (const auto value = r.find(loss + "/value/kdloss"); value != r.end())
+      add_paired(loss, "value", "grad", value->second.fn, false, e.fn, true, e.shapes);
   }
 }
 
@@ -99,7 +173,16 @@ class SummaryReporter : public benchmark::ConsoleReporter {
       if (r.error_occurred) continue;
       const bool aggregate = r.run_type == Run::RT_Aggregate;
       if (aggregate && r.aggregate_name != "median") continue;
-      const std::string name = r.run_name.str();
+      std::string name = r.run_name.str();
+      if (name.find("/paired:") != std::string::npos) {
+        if (const size_t m = name.find("/manual_time"); m != std::string::npos) name.erase(m);
+        const auto c = r.counters.find("ratio");
+        if (c != r.counters.end() && (aggregate || m_paired.find(name) == m_paired.end() || !m_has_median[name])) {
+          m_paired[name] = c->second.value;
+          m_has_median[name] = aggregate;
+        }
+        continue;
+      }
       const double t = r.GetAdjustedRealTime();  // in the benchmark's unit (ms)
       if (aggregate || m_times.find(name) == m_times.end() || !m_has_median[name]) {
         m_times[name] = t;
@@ -160,17 +243,34 @@ class SummaryReporter : public benchmark::ConsoleReporter {
       std::printf("%-16s value-only / value+grad %-17s %6.1f %%\n", k.loss.c_str(), k.shape.c_str(),
                   100.0 * impls.at("kdloss") / g->second.at("kdloss"));
     }
+    if (m_paired.empty()) return;
+    std::printf("\nPaired (the two calls alternated in one benchmark; median over its iterations of the time ratio):\n");
+    for (const auto& [name, ratio] : m_paired) {
+      // name = loss/mode/paired:<label>/N:n/V:v
+      const size_t p1 = name.find('/'), p2 = name.find('/', p1 + 1), p3 = name.find('/', p2 + 1);
+      const std::string loss = name.substr(0, p1), mode = name.substr(p1 + 1, p2 - p1 - 1);
+      const std::string label = name.substr(p2 + 8, p3 - p2 - 8), shape = name.substr(p3 + 1);
+      const std::string sh = shape.substr(0, shape.find('/')) + " " + shape.substr(shape.find('/') + 1);
+      if (label == "eigen_rows")
+        std::printf("%-18s %-6s %-17s %6.2f x faster than the row-at-a-time Eigen version\n", loss.c_str(), mode.c_str(), sh.c_str(), ratio);
+      else if (label == "ForwardKL")
+        std::printf("%-18s %-6s %-17s %6.2f x ForwardKL's time\n", loss.c_str(), mode.c_str(), sh.c_str(), ratio);
+      else if (label == "grad")
+        std::printf("%-18s value-only / value+grad %-17s %6.1f %%\n", loss.c_str(), sh.c_str(), 100.0 * ratio);
+    }
   }
 
  private:
   std::map<std::string, double> m_times;
   std::map<std::string, bool> m_has_median;
+  std::map<std::string, double> m_paired;
 };
 
 /// Runs the registered benchmarks with the summary reporter.
 inline int run(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  add_pairs();
   SummaryReporter reporter;
   benchmark::RunSpecifiedBenchmarks(&reporter);
   benchmark::Shutdown();
