@@ -15,6 +15,8 @@
 #include <string>
 #include <vector>
 
+#include <unistd.h>
+
 #include "baselines.hpp"
 
 namespace kdbench {
@@ -167,6 +169,7 @@ void add_family(const std::string& name, const Loss& loss, Naive naive) {
 /// each baseline to kdloss (medians when --benchmark_repetitions is given).
 class SummaryReporter : public benchmark::ConsoleReporter {
  public:
+  explicit SummaryReporter(OutputOptions opts) : ConsoleReporter(opts) {}
   void ReportRuns(const std::vector<Run>& runs) override {
     ConsoleReporter::ReportRuns(runs);
     for (const Run& r : runs) {
@@ -266,12 +269,29 @@ class SummaryReporter : public benchmark::ConsoleReporter {
   std::map<std::string, double> m_paired;
 };
 
+/// Colour in the console output: as `--benchmark_color` says (true/false/yes/no), else only on a
+/// terminal (a reporter of our own does not read Google Benchmark's flag, and files would get
+/// escape codes).
+inline bool console_colour(int argc, char** argv) {
+  bool colour = isatty(fileno(stdout)) != 0;
+  const std::string flag = "--benchmark_color=";
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a.compare(0, flag.size(), flag) != 0) continue;
+    const std::string v = a.substr(flag.size());
+    if (v == "false" || v == "no" || v == "0") colour = false;
+    if (v == "true" || v == "yes" || v == "1") colour = true;
+  }
+  return colour;
+}
+
 /// Runs the registered benchmarks with the summary reporter.
 inline int run(int argc, char** argv) {
+  const bool colour = console_colour(argc, argv);
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   add_pairs();
-  SummaryReporter reporter;
+  SummaryReporter reporter(colour ? benchmark::ConsoleReporter::OO_ColorTabular : benchmark::ConsoleReporter::OO_Tabular);
   benchmark::RunSpecifiedBenchmarks(&reporter);
   benchmark::Shutdown();
   return 0;
