@@ -217,7 +217,9 @@ class SummaryReporter : public benchmark::ConsoleReporter {
     std::printf("\nSummary (time ratios from this run; > 1 means kdloss is faster):\n");
     std::printf("%-16s %-6s %-17s %10s %12s %14s %14s %16s\n", "loss", "mode", "shape",
                 "kdloss ms", "kdloss ns/el", "whole-matrix x", "row-at-time x", "kdloss/roofline");
-    for (const auto& [k, impls] : rows) {
+    for (const auto& row : rows) {
+      const Key& k = row.first;
+      const std::map<std::string, double>& impls = row.second;  // a lambda may not capture a binding in C++17
       const auto it = impls.find("kdloss");
       if (it == impls.end()) continue;
       const double kd = it->second;
