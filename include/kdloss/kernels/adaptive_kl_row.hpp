@@ -111,47 +111,46 @@ RowResult adaptive_kl_row(const T* teacher, const T* student, Index n, T k, doub
   const Index keep_max = keep_limit(n);
   B xb[M];
   for (int i = 0; i < M; ++i) xb[i] = B::splat(x[i]);
-  B gap = B::splat(0), mass[M];
-  for (int i = 0; i < M; ++i) mass[i] = B::splat(0);
   double gap_all = 0, mass_above[M] = {};
-  int nvec = 0;
-  auto flush = [&] {
-    gap_all += hsum_wide(gap);
-    gap = B::splat(0);
-    for (int i = 0; i < M; ++i) mass_above[i] += hsum_wide(mass[i]), mass[i] = B::splat(0);
-    nvec = 0;
-  };
-  // (Forward: the kept entries come out in index order, stored a full vector at a time.)
-  sweep<W>(0, n, [&](Index j, auto lanes) {
-    const B t = load<B>(teacher + j, lanes, kNegInf);
-    const B s = load<B>(student + j, lanes, kNegInf);
-    const B dt = t - mtb, ds = s - msb;
-    const B p = simd::exp2_nonpositive(fms(dt, k2, lst2));
-    const B q = simd::exp2_nonpositive(fms(ds, k2, lss2));
-    const B a = q - p, aa = abs(a);
-    gap = gap + aa;
-    for (int i = 0; i < M; ++i) mass[i] = mass[i] + select(t > xb[i], p, B::splat(0));
-    if (want_grad) {
-      store(a_buf + j, a, lanes);
-      // q = 0 makes R = 0 whatever u is; min() keeps u finite for that product (NaN -> big).
-      const B u = min(fms(dt - ds, kb, dl), big);
-      store(r_buf + j, q * (-u - rb), lanes);
-    }
-    if (keeping) {
-      const auto keep = t > xb[M - 1];
-      if (any(keep)) {
-        if (nk + W > keep_max) {
-          keeping = false;  // too many: the head is cut from the row after the pass
-        } else {
-          compress_store(set_t + nk, keep, t);
-          compress_store(set_p + nk, keep, p);
-          nk += compress_store(set_a + nk, keep, aa);
+  // Float lanes over chunks of 64 vectors, double across them. The chunk's accumulators are its
+  // own locals, so the loop keeps them in registers (with a flush inside the loop, g++ kept them in
+  // memory, a store and a reload per vector).
+  constexpr Index kChunk = 64 * W;
+  for (Index c0 = 0; c0 < n; c0 += kChunk) {
+    B gap = B::splat(0), mass[M];
+    for (int i = 0; i < M; ++i) mass[i] = B::splat(0);
+    // (Forward: the kept entries come out in index order, stored a full vector at a time.)
+    sweep<W>(c0, std::min(n, c0 + kChunk), [&](Index j, auto lanes) {
+      const B t = load<B>(teacher + j, lanes, kNegInf);
+      const B s = load<B>(student + j, lanes, kNegInf);
+      const B dt = t - mtb, ds = s - msb;
+      const B p = simd::exp2_nonpositive(fms(dt, k2, lst2));
+      const B q = simd::exp2_nonpositive(fms(ds, k2, lss2));
+      const B a = q - p, aa = abs(a);
+      gap = gap + aa;
+      for (int i = 0; i < M; ++i) mass[i] = mass[i] + select(t > xb[i], p, B::splat(0));
+      if (want_grad) {
+        store(a_buf + j, a, lanes);
+        // q = 0 makes R = 0 whatever u is; min() keeps u finite for that product (NaN -> big).
+        const B u = min(fms(dt - ds, kb, dl), big);
+        store(r_buf + j, q * (-u - rb), lanes);
+      }
+      if (keeping) {
+        const auto keep = t > xb[M - 1];
+        if (any(keep)) {
+          if (nk + W > keep_max) {
+            keeping = false;  // too many: the head is cut from the row after the pass
+          } else {
+            compress_store(set_t + nk, keep, t);
+            compress_store(set_p + nk, keep, p);
+            nk += compress_store(set_a + nk, keep, aa);
+          }
         }
       }
-    }
-    if (++nvec == 64) flush();
-  });
-  flush();
+    });
+    gap_all += hsum_wide(gap);
+    for (int i = 0; i < M; ++i) mass_above[i] += hsum_wide(mass[i]);
+  }
 
   // The head ends among the entries (lo, hi]: every entry above hi is in it (their mass fits).
   int i = 0;
@@ -165,13 +164,15 @@ RowResult adaptive_kl_row(const T* teacher, const T* student, Index n, T k, doub
   T* const ba = ws.br_a.data();
   const B hib = B::splat(hi), lob = B::splat(lo);
   constexpr T kNaN = std::numeric_limits<T>::quiet_NaN();
-  // The head's gap: float lanes over at most 64 vectors (as the pass above), double across them.
-  B g = B::splat(0);
+  // The head's gap: float lanes over chunks of 64 vectors (as pass 2, each chunk's accumulator a
+  // local of its own), double across them. `gap_of(j, lanes)` gives a vector's share.
   double gap_head = 0;
-  int ng = 0;
-  auto add_gap = [&](B v) {
-    g = g + v;
-    if (++ng == 64) gap_head += hsum_wide(g), g = B::splat(0), ng = 0;
+  auto gap_sweep = [&](Index m, auto&& gap_of) {
+    for (Index c0 = 0; c0 < m; c0 += kChunk) {
+      B g = B::splat(0);
+      sweep<W>(c0, std::min(m, c0 + kChunk), [&](Index j, auto lanes) { g = g + gap_of(j, lanes); });
+      gap_head += hsum_wide(g);
+    }
   };
   Index above = 0, nb = 0;
   // Above hi: |A| summed and counted; in the bracket: gathered in index order. Tail lanes read as
@@ -182,20 +183,20 @@ RowResult adaptive_kl_row(const T* teacher, const T* student, Index n, T k, doub
     return std::make_pair(up, in);
   };
   if (keeping && !to_bottom) {
-    sweep<W>(0, nk, [&](Index j, auto lanes) {
+    gap_sweep(nk, [&](Index j, auto lanes) {
       const B t = load<B>(set_t + j, lanes, kNaN);
       const auto [up, in] = classify(t);
-      add_gap(select(up, load<B>(set_a + j, lanes, T(0)), B::splat(0)));
       above += count(up);
       if (any(in)) {
         compress_store(bt + nb, in, t);
         compress_store(bp + nb, in, load<B>(set_p + j, lanes, T(0)));
         nb += compress_store(ba + nb, in, load<B>(set_a + j, lanes, T(0)));
       }
+      return select(up, load<B>(set_a + j, lanes, T(0)), B::splat(0));
     });
   } else {
     // One branch-free pass over the row: logits and |A|; p only for the bracket, afterwards.
-    sweep<W>(0, n, [&](Index j, auto lanes) {
+    gap_sweep(n, [&](Index j, auto lanes) {
       const B t = load<B>(teacher + j, lanes, kNaN);
       const auto [up, in] = classify(t);
       B a;
@@ -205,16 +206,15 @@ RowResult adaptive_kl_row(const T* teacher, const T* student, Index n, T k, doub
         const B tz = load<B>(teacher + j, lanes, kNegInf), s = load<B>(student + j, lanes, kNegInf);
         a = abs(simd::exp2_nonpositive(fms(s - msb, k2, lss2)) - simd::exp2_nonpositive(fms(tz - mtb, k2, lst2)));
       }
-      add_gap(select(up, a, B::splat(0)));
       above += count(up);
       compress_store(bt + nb, in, t);
       nb += compress_store(ba + nb, in, a);
+      return select(up, a, B::splat(0));
     });
     sweep<W>(0, nb, [&](Index j, auto lanes) {
       store(bp + j, simd::exp2_nonpositive(fms(load<B>(bt + j, lanes, kNegInf) - mtb, k2, lst2)), lanes);
     });
   }
-  gap_head += hsum_wide(g);
   // The exact cut inside the bracket (in index order, so ties go to the lower index first).
   const HeadCut<T> cut = select_head<Arch>(bt, bp, nb, budget, ws.select);
   long head = static_cast<long>(above + cut.size());
@@ -228,12 +228,10 @@ RowResult adaptive_kl_row(const T* teacher, const T* student, Index n, T k, doub
     head = 1;
   } else {
     const B key = B::splat(cut.key);
-    g = B::splat(0), ng = 0;
     Index ties = cut.ties;
-    sweep<W>(0, nb, [&](Index j, auto lanes) {
+    gap_sweep(nb, [&](Index j, auto lanes) {
       const B t = load<B>(bt + j, lanes, kNaN);
       const B av = load<B>(ba + j, lanes, T(0));
-      add_gap(select(t > key, av, B::splat(0)));
       if (ties > 0 && any(t == key)) {  // ties at the cut, in index order
         alignas(64) T tl[W], al[W];
         t.store(tl);
@@ -241,8 +239,8 @@ RowResult adaptive_kl_row(const T* teacher, const T* student, Index n, T k, doub
         for (int l = 0; l < W && ties > 0; ++l)
           if (tl[l] == cut.key) gap_head += static_cast<double>(al[l]), --ties;
       }
+      return select(t > key, av, B::splat(0));
     });
-    gap_head += hsum_wide(g);
   }
   const double gap_tail = std::max(0.0, gap_all - gap_head);
   const double total = gap_head + gap_tail;
