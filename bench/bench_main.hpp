@@ -165,6 +165,15 @@ void add_family(const std::string& name, const Loss& loss, Naive naive) {
   }
 }
 
+/// The '/'-separated parts of a benchmark name ("<loss>/<mode>/<impl>/N:<n>/V:<v>").
+inline std::vector<std::string> split_name(const std::string& name) {
+  std::vector<std::string> parts;
+  size_t a = 0, b;
+  while ((b = name.find('/', a)) != std::string::npos) parts.push_back(name.substr(a, b - a)), a = b + 1;
+  parts.push_back(name.substr(a));
+  return parts;
+}
+
 /// Console output plus a summary: per loss/mode/shape, kdloss ns per element and the time ratio of
 /// each baseline to kdloss (medians when --benchmark_repetitions is given).
 class SummaryReporter : public benchmark::ConsoleReporter {
@@ -205,10 +214,7 @@ class SummaryReporter : public benchmark::ConsoleReporter {
     std::map<Key, std::map<std::string, double>> rows;
     std::map<std::string, double> elems;
     for (const auto& [name, t] : m_times) {
-      std::vector<std::string> parts;
-      size_t a = 0, b;
-      while ((b = name.find('/', a)) != std::string::npos) parts.push_back(name.substr(a, b - a)), a = b + 1;
-      parts.push_back(name.substr(a));
+      const std::vector<std::string> parts = split_name(name);
       if (parts.size() < 5) continue;
       const std::string shape = parts[3] + " " + parts[4];
       rows[{parts[0], parts[1], shape}][parts[2]] = t;
@@ -251,11 +257,11 @@ class SummaryReporter : public benchmark::ConsoleReporter {
     if (m_paired.empty()) return;
     std::printf("\nPaired (the two calls alternated in one benchmark; median over its iterations of the time ratio):\n");
     for (const auto& [name, ratio] : m_paired) {
-      // name = loss/mode/paired:<label>/N:n/V:v
-      const size_t p1 = name.find('/'), p2 = name.find('/', p1 + 1), p3 = name.find('/', p2 + 1);
-      const std::string loss = name.substr(0, p1), mode = name.substr(p1 + 1, p2 - p1 - 1);
-      const std::string label = name.substr(p2 + 8, p3 - p2 - 8), shape = name.substr(p3 + 1);
-      const std::string sh = shape.substr(0, shape.find('/')) + " " + shape.substr(shape.find('/') + 1);
+      const std::vector<std::string> parts = split_name(name);  // loss/mode/paired:<label>/N:n/V:v
+      if (parts.size() < 5) continue;
+      const std::string& loss = parts[0];
+      const std::string& mode = parts[1];
+      const std::string label = parts[2].substr(parts[2].find(':') + 1), sh = parts[3] + " " + parts[4];
       if (label == "eigen_rows")
         std::printf("%-18s %-6s %-17s %6.2f x faster than the row-at-a-time Eigen version\n", loss.c_str(), mode.c_str(), sh.c_str(), ratio);
       else if (label == "ForwardKL")
