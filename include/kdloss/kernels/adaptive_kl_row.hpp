@@ -52,18 +52,20 @@ inline double probit(double x) { return std::log(x / (1 - x)) / 1.702; }
 
 /// One row of AdaptiveKL:
 /// - pass 1: maxima, sums of exponentials, KL(p||q), KL(q||p), and the mean and spread of the
-///   teacher logits under p;
-/// - pass 2: p and q; stores A = q - p (in the gradient row when it may) and the reverse-KL
-///   gradient R; sums |p - q|, and the teacher mass above four thresholds placed around where a
-///   normal approximation of the teacher logits under p puts the end of the head; keeps the
-///   entries above the lowest threshold (a peaked teacher: a handful);
+///   teacher logits under p; leaves the teacher's exponentials in the row pass 2 writes A to;
+/// - pass 2: p (from those exponentials) and q; stores A = q - p (in the gradient row when it may,
+///   else in scratch) and, for the gradient, the reverse-KL gradient R; sums |p - q|; keeps the
+///   entries above the lowest of six thresholds placed around where a normal approximation of the
+///   teacher logits under p puts the end of the head (a peaked teacher: a handful), from which the
+///   teacher mass above each threshold is summed after the pass (a row that keeps more than
+///   `keep_limit` sums the rest of its masses in the pass);
 /// - the head (top tokens, logit descending and index ascending, while the inclusive cumulative
 ///   p stays <= mu; at least one): the masses say between which two thresholds it ends; an exact
 ///   selection inside that bracket (or, if it ends below every threshold, inside the rest of the
 ///   row, gathered by one more pass) cuts it. gap_head = sum over the head of |p - q|;
 /// - pass 3 (gradient only): \f$w_h A + w_t R\f$.
-/// All head decisions use the same float p as the masses and gaps, so the head and tail gaps add
-/// up to the row's gap as summed.
+/// The gaps come from the stored A, so the head and tail gaps add up to the row's gap as summed;
+/// the value-only call takes the same steps, so it returns the same value.
 template <class Arch, class T>
 RowResult adaptive_kl_row(const T* teacher, const T* student, Index n, T k, double mu, const GradOut<T>& out,
                           AklScratch<T>& ws, AklRowInfo& info) {
@@ -72,7 +74,19 @@ RowResult adaptive_kl_row(const T* teacher, const T* student, Index n, T k, doub
   constexpr int M = 6;
   constexpr T kNegInf = -std::numeric_limits<T>::infinity(), kPosInf = std::numeric_limits<T>::infinity();
   using Plan = StatsPlan<true, true, true, true, false, true>;
-  const PairStats<T> st = row_stats<Arch, Plan>(PlainRow<T>{teacher}, student, n, k);
+  // Pass 2 stores A = q - p in the gradient row when it overwrites it, else in the scratch row.
+  const bool want_grad = out.row != nullptr;
+  T* const a_buf = want_grad && out.beta == T(0) ? out.row : ws.a.data();
+  // Pass 1 leaves the teacher's exponentials in that row (rows of up to 256 pass-1 blocks), so
+  // pass 2 takes p with a multiply instead of an exponential. Every call does, the value-only one
+  // too, so all calls take the same p and return the same value.
+  using StashPlan = StatsPlan<true, true, true, true, false, true, Stash::Teacher>;
+  constexpr Index kBlock = stats_block<B, StashPlan>();
+  constexpr Index kStashBlocks = 256;
+  T refs[kStashBlocks];
+  const bool stash = n <= kStashBlocks * kBlock;
+  const PairStats<T> st = stash ? row_stats<Arch, StashPlan>(PlainRow<T>{teacher}, student, n, k, ExpStash<T>{a_buf, refs})
+                                : row_stats<Arch, Plan>(PlainRow<T>{teacher}, student, n, k);
   if (RowError e = st.s.check(false); e != RowError::None) return {0, e};
   if (RowError e = st.t.check(true); e != RowError::None) return {0, e};
   const double lst = st.t.log_sum(), lss = st.s.log_sum(), kd = static_cast<double>(k);
@@ -100,8 +114,6 @@ RowResult adaptive_kl_row(const T* teacher, const T* student, Index n, T k, doub
   const B lst2 = B::splat(static_cast<T>(lst * kLog2e)), lss2 = B::splat(static_cast<T>(lss * kLog2e));
   const B dl = B::splat(static_cast<T>(lst - lss)), big = B::splat(std::numeric_limits<T>::max());
   const B rb = B::splat(static_cast<T>(std::isfinite(rkl) ? rkl : 0.0));
-  const bool want_grad = out.row != nullptr;
-  T* const a_buf = want_grad && out.beta == T(0) ? out.row : ws.a.data();
   T* const r_buf = ws.r.data();
   T* const set_t = ws.set_t.data();
   T* const set_p = ws.set_p.data();
@@ -112,45 +124,111 @@ RowResult adaptive_kl_row(const T* teacher, const T* student, Index n, T k, doub
   B xb[M];
   for (int i = 0; i < M; ++i) xb[i] = B::splat(x[i]);
   double gap_all = 0, mass_above[M] = {};
-  // Float lanes over chunks of 64 vectors, double across them. The chunk's accumulators are its
-  // own locals, so the loop keeps them in registers (with a flush inside the loop, g++ kept them in
-  // memory, a store and a reload per vector).
-  constexpr Index kChunk = 64 * W;
-  for (Index c0 = 0; c0 < n; c0 += kChunk) {
-    B gap = B::splat(0), mass[M];
-    for (int i = 0; i < M; ++i) mass[i] = B::splat(0);
-    // (Forward: the kept entries come out in index order, stored a full vector at a time.)
-    sweep<W>(c0, std::min(n, c0 + kChunk), [&](Index j, auto lanes) {
-      const B t = load<B>(teacher + j, lanes, kNegInf);
-      const B s = load<B>(student + j, lanes, kNegInf);
-      const B dt = t - mtb, ds = s - msb;
-      const B p = simd::exp2_nonpositive(fms(dt, k2, lst2));
-      const B q = simd::exp2_nonpositive(fms(ds, k2, lss2));
-      const B a = q - p, aa = abs(a);
-      gap = gap + aa;
-      for (int i = 0; i < M; ++i) mass[i] = mass[i] + select(t > xb[i], p, B::splat(0));
-      if (want_grad) {
+  // Float lanes over chunks of pass 1's blocks (64 vectors), double across them. The chunk's
+  // accumulators are its own locals, so the loop keeps them in registers (with a flush inside the
+  // loop, g++ kept them in memory, a store and a reload per vector).
+  constexpr Index kChunk = kBlock;
+  static_assert(kChunk == 64 * W, "pass 2's chunks are pass 1's blocks");
+  // Every entry above a threshold is above the lowest one, so while the kept entries are complete
+  // the masses above the thresholds are summed from them after the pass (a tenth of the row or
+  // less), not per entry of the row. Once the keep overflows, the rest of the row sums its masses
+  // as it goes, and the kept entries give those of the part before.
+  auto add_masses = [&](Index j0, Index j1, auto&& p_of) {
+    for (Index c0 = j0; c0 < j1; c0 += kChunk) {
+      B mass[M];
+      for (int i = 0; i < M; ++i) mass[i] = B::splat(0);
+      sweep<W>(c0, std::min(j1, c0 + kChunk), [&](Index j, auto lanes) {
+        B t, p;
+        p_of(j, lanes, t, p);
+        for (int i = 0; i < M; ++i) mass[i] = mass[i] + select(t > xb[i], p, B::splat(0));
+      });
+      for (int i = 0; i < M; ++i) mass_above[i] += hsum_wide(mass[i]);
+    }
+  };
+  auto p_of_row = [&](Index j, auto lanes, B& t, B& p) {
+    t = load<B>(teacher + j, lanes, kNegInf);
+    p = simd::exp2_nonpositive(fms(t - mtb, k2, lst2));
+  };
+  Index kept_to = n;  // the kept entries are those of [0, kept_to) above the lowest threshold
+  // `from_stash`: p is the chunk's stashed exponential times its factor (the chunk is a pass-1 block).
+  auto pass2 = [&](auto from_stash) {
+    constexpr bool kStash = decltype(from_stash)::value;
+    for (Index c0 = 0; c0 < n; c0 += kChunk) {
+      const Index c1 = std::min(n, c0 + kChunk);
+      B f1b = B::splat(T(1)), f2b = B::splat(T(1));
+      if constexpr (kStash) {
+        const auto f = StashFactor<T>::of(refs[c0 / kChunk], st.t.max, st.stash_offsets, exp2_scale(k), lst);
+        f1b = B::splat(f.f1);
+        f2b = B::splat(f.f2);
+      }
+      // The entry's p, and its part of the gap and the gradient's rows.
+      auto entry = [&](Index j, auto lanes, B& gap, B& t, B& p, B& aa) {
+        t = load<B>(teacher + j, lanes, kNegInf);
+        const B s = load<B>(student + j, lanes, kNegInf);
+        const B dt = t - mtb, ds = s - msb;
+        if constexpr (kStash)
+          p = load<B>(a_buf + j, lanes, T(0)) * f1b * f2b;
+        else
+          p = simd::exp2_nonpositive(fms(dt, k2, lst2));
+        const B q = simd::exp2_nonpositive(fms(ds, k2, lss2));
+        const B a = q - p;
+        aa = abs(a);
+        gap = gap + aa;
         store(a_buf + j, a, lanes);
-        // q = 0 makes R = 0 whatever u is; min() keeps u finite for that product (NaN -> big).
-        const B u = min(fms(dt - ds, kb, dl), big);
-        store(r_buf + j, q * (-u - rb), lanes);
-      }
-      if (keeping) {
-        const auto keep = t > xb[M - 1];
-        if (any(keep)) {
-          if (nk + W > keep_max) {
-            keeping = false;  // too many: the head is cut from the row after the pass
-          } else {
-            compress_store(set_t + nk, keep, t);
-            compress_store(set_p + nk, keep, p);
-            nk += compress_store(set_a + nk, keep, aa);
-          }
+        if (want_grad) {
+          // q = 0 makes R = 0 whatever u is; min() keeps u finite for that product (NaN -> big).
+          const B u = min(fms(dt - ds, kb, dl), big);
+          store(r_buf + j, q * (-u - rb), lanes);
         }
+      };
+      B gap = B::splat(0);
+      if (keeping) {
+        // (Forward: the kept entries come out in index order, stored a full vector at a time.)
+        sweep<W>(c0, c1, [&](Index j, auto lanes) {
+          B t, p, aa;
+          entry(j, lanes, gap, t, p, aa);
+          if (keeping) {
+            const auto keep = t > xb[M - 1];
+            if (any(keep)) {
+              if (nk + W > keep_max) {
+                keeping = false;  // too many: the head is cut from the row after the pass
+                kept_to = j;
+              } else {
+                compress_store(set_t + nk, keep, t);
+                compress_store(set_p + nk, keep, p);
+                nk += compress_store(set_a + nk, keep, aa);
+              }
+            }
+          }
+        });
+        // The rest of the chunk where the keep overflowed (its stash is overwritten: p again).
+        if (!keeping) add_masses(kept_to, c1, p_of_row);
+      } else {
+        B mass[M];
+        for (int i = 0; i < M; ++i) mass[i] = B::splat(0);
+        sweep<W>(c0, c1, [&](Index j, auto lanes) {
+          B t, p, aa;
+          entry(j, lanes, gap, t, p, aa);
+          for (int i = 0; i < M; ++i) mass[i] = mass[i] + select(t > xb[i], p, B::splat(0));
+        });
+        for (int i = 0; i < M; ++i) mass_above[i] += hsum_wide(mass[i]);
       }
-    });
-    gap_all += hsum_wide(gap);
-    for (int i = 0; i < M; ++i) mass_above[i] += hsum_wide(mass[i]);
-  }
+      gap_all += hsum_wide(gap);
+    }
+  };
+  // The exponential instead of the stash, where exact values decide the weights: a teacher row
+  // with the student's statistics takes p as it takes q, so p = q gives A = 0; a teacher row that
+  // sums to 1 (one token, or one that holds all the mass) gets p = 1 exactly at its top, so a
+  // student that agrees leaves both gaps 0 (weights 1/2 each), not a rounding residue.
+  if (stash && st.stash_complete && st.t.sum != 1.0 && !(st.t.max == st.s.max && st.t.sum == st.s.sum))
+    pass2(std::true_type{});
+  else
+    pass2(std::false_type{});
+  // The masses of the kept entries (tail lanes read as NaN, which compares false everywhere).
+  add_masses(0, nk, [&](Index j, auto lanes, B& t, B& p) {
+    t = load<B>(set_t + j, lanes, std::numeric_limits<T>::quiet_NaN());
+    p = load<B>(set_p + j, lanes, T(0));
+  });
 
   // The head ends among the entries (lo, hi]: every entry above hi is in it (their mass fits).
   int i = 0;
@@ -199,13 +277,7 @@ RowResult adaptive_kl_row(const T* teacher, const T* student, Index n, T k, doub
     gap_sweep(n, [&](Index j, auto lanes) {
       const B t = load<B>(teacher + j, lanes, kNaN);
       const auto [up, in] = classify(t);
-      B a;
-      if (want_grad) {
-        a = abs(load<B>(a_buf + j, lanes, T(0)));
-      } else {
-        const B tz = load<B>(teacher + j, lanes, kNegInf), s = load<B>(student + j, lanes, kNegInf);
-        a = abs(simd::exp2_nonpositive(fms(s - msb, k2, lss2)) - simd::exp2_nonpositive(fms(tz - mtb, k2, lst2)));
-      }
+      const B a = abs(load<B>(a_buf + j, lanes, T(0)));
       above += count(up);
       compress_store(bt + nb, in, t);
       nb += compress_store(ba + nb, in, a);

@@ -222,24 +222,19 @@ RowResult divergence_row_bound(const Gen& gen_in, const TeacherRow& teacher_in, 
     return gb * fnma(e.q, cb, h);
   };
   // Writes the gradient block by block from the end of the row. `from_stash` names the side whose
-  // probability comes from pass 1's stash: stash * 2^(C_b - kappa max - log2 S) (or, with maxima
-  // m_b for references, 2^(kappa (m_b - max) - log2 S)), the
-  // factor 2^y made per block in double (f1 alone while it is a normal T, else f1 = 2^lo and f2 the
-  // rest, both normal down to 2^(2 lo), below which every stashed value (<= 2^64) times the factor
-  // rounds to 0). `accumulate` adds beta times the old row.
+  // probability comes from pass 1's stash (times the block's `StashFactor`). `accumulate` adds beta
+  // times the old row.
   auto write = [&](auto from_stash, auto accumulate) {
     constexpr Stash kFrom = decltype(from_stash)::value;
-    constexpr double lo = -(std::numeric_limits<T>::max_exponent - 8);  // float -120, double -1016
     const SideStats<T>& side = kFrom == Stash::Teacher ? st.t : st.s;
-    const double l2 = (kFrom == Stash::Teacher ? lst : lss) * kLog2e;
+    const double ls = kFrom == Stash::Teacher ? lst : lss;
     const B bb = B::splat(out.beta);
     for (Index b = (n - 1) / kBlock; b >= 0; --b) {
       B f1b = B::splat(T(1)), f2b = B::splat(T(1));
       if constexpr (kFrom != Stash::None) {
-        const double ref = static_cast<double>(refs[b]), top = static_cast<double>(side.max);
-        const double y = (st.stash_offsets ? -std::fma(kappa, top, -ref) : kappa * (ref - top)) - l2;
-        f1b = B::splat(static_cast<T>(std::exp2(std::max(y, lo))));
-        f2b = B::splat(static_cast<T>(y < lo ? std::exp2(std::max(y, 2 * lo) - lo) : 1.0));
+        const auto f = StashFactor<T>::of(refs[b], side.max, st.stash_offsets, kappa, ls);
+        f1b = B::splat(f.f1);
+        f2b = B::splat(f.f2);
       }
       sweep_reverse<W>(b * kBlock, std::min(n, (b + 1) * kBlock), [&](Index j, auto lanes) {
         Elem<B> e = view(j, lanes, from_stash);

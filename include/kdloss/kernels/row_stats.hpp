@@ -111,6 +111,23 @@ KDLOSS_INLINE double exp2_scale(T k) {
 /// Which side's exponentials pass 1 leaves in a row for a later pass (`ExpStash`).
 enum class Stash : std::uint8_t { None, Teacher, Student };
 
+/// The factor \f$f_1 f_2\f$ that turns block b's stashed exponentials (`ExpStash`) of a side with
+/// maximum `top` and log-sum `log_sum` into probabilities: \f$2^y\f$ with
+/// \f$y = C_b - \kappa\,\mathrm{top} - \log_2 S\f$ (or, with maxima \f$m_b\f$ for references,
+/// \f$\kappa(m_b - \mathrm{top}) - \log_2 S\f$), made in double: \f$f_1\f$ alone while it is a
+/// normal T, else \f$f_1 = 2^{lo}\f$ and \f$f_2\f$ the rest, both normal down to \f$2^{2\,lo}\f$, below
+/// which every stashed value (\f$\le 2^{64}\f$) times the factor rounds to 0.
+template <class T>
+struct StashFactor {
+  T f1 = T(1), f2 = T(1);
+  static StashFactor of(T ref, T top, bool offsets, double kappa, double log_sum) {
+    constexpr double lo = -(std::numeric_limits<T>::max_exponent - 8);  // float -120, double -1016
+    const double r = static_cast<double>(ref), m = static_cast<double>(top);
+    const double y = (offsets ? -std::fma(kappa, m, -r) : kappa * (r - m)) - log_sum * kLog2e;
+    return {static_cast<T>(std::exp2(std::max(y, lo))), static_cast<T>(y < lo ? std::exp2(std::max(y, 2 * lo) - lo) : 1.0)};
+  }
+};
+
 /// What pass 1 accumulates (compile-time, so unused work is not compiled).
 template <bool Teacher, bool Student, bool CrossT, bool CrossS, bool StudentSum = false,
           bool TeacherMoments = false, Stash StashSide = Stash::None>
