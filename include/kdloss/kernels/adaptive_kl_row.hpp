@@ -112,8 +112,9 @@ RowResult adaptive_kl_row(const T* teacher, const T* student, Index n, T k, doub
   const B k2 = B::splat(static_cast<T>(exp2_scale(k))), kb = B::splat(k);
   const B mtb = B::splat(st.t.max), msb = B::splat(st.s.max);
   const B lst2 = B::splat(static_cast<T>(lst * kLog2e)), lss2 = B::splat(static_cast<T>(lss * kLog2e));
-  const B dl = B::splat(static_cast<T>(lst - lss)), big = B::splat(std::numeric_limits<T>::max());
-  const B rb = B::splat(static_cast<T>(std::isfinite(rkl) ? rkl : 0.0));
+  // R = q (log q - log p - KL(q||p)) = q (c - k (D_t - D_s)), D the logits less their maxima.
+  const B cr = B::splat(static_cast<T>(lst - lss - (std::isfinite(rkl) ? rkl : 0.0)));
+  const B nbig = B::splat(-std::numeric_limits<T>::max());
   T* const r_buf = ws.r.data();
   T* const set_t = ws.set_t.data();
   T* const set_p = ws.set_p.data();
@@ -176,9 +177,9 @@ RowResult adaptive_kl_row(const T* teacher, const T* student, Index n, T k, doub
         gap = gap + aa;
         store(a_buf + j, a, lanes);
         if (want_grad) {
-          // q = 0 makes R = 0 whatever u is; min() keeps u finite for that product (NaN -> big).
-          const B u = min(fms(dt - ds, kb, dl), big);
-          store(r_buf + j, q * (-u - rb), lanes);
+          // q = 0 makes R = 0 whatever the log ratio is; max() keeps it finite for that product
+          // (NaN -> -big).
+          store(r_buf + j, q * max(fnma(dt - ds, kb, cr), nbig), lanes);
         }
       };
       B gap = B::splat(0);
@@ -330,15 +331,20 @@ RowResult adaptive_kl_row(const T* teacher, const T* student, Index n, T k, doub
   const B wh = B::splat(static_cast<T>(info.w_head)), wt = B::splat(static_cast<T>(info.w_tail));
   const B gb = B::splat(out.scale), bb = B::splat(out.beta);
   const bool use_r = info.w_tail > 0;
-  auto entry = [&](Index j, auto lanes) {
-    const B av = load<B>(a_buf + j, lanes, T(0));
-    return gb * (use_r ? fma(wh, av, wt * load<B>(r_buf + j, lanes, T(0))) : wh * av);
+  // The rows by value: a store to the gradient row may alias anything reached by reference, which
+  // the loop would otherwise load again at every vector.
+  const T* const av_row = a_buf;
+  const T* const r_row = r_buf;
+  T* const g_row = out.row;
+  auto entry = [=](Index j, auto lanes) {
+    const B av = load<B>(av_row + j, lanes, T(0));
+    return gb * (use_r ? fma(wh, av, wt * load<B>(r_row + j, lanes, T(0))) : wh * av);
   };
   if (out.beta == T(0)) {
-    sweep<W>(0, n, [&](Index j, auto lanes) { store(out.row + j, entry(j, lanes), lanes); });
+    sweep<W>(0, n, [=](Index j, auto lanes) { store(g_row + j, entry(j, lanes), lanes); });
   } else {
-    sweep<W>(0, n, [&](Index j, auto lanes) {
-      store(out.row + j, fma(load<B>(out.row + j, lanes, T(0)), bb, entry(j, lanes)), lanes);
+    sweep<W>(0, n, [=](Index j, auto lanes) {
+      store(g_row + j, fma(load<B>(g_row + j, lanes, T(0)), bb, entry(j, lanes)), lanes);
     });
   }
   return {value, RowError::None};
