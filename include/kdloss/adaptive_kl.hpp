@@ -35,10 +35,13 @@ using AdaptiveKLRow = kernels::AklRowInfo;
 /// is a std::invalid_argument. A term whose weight is exactly 0 is left out (its KL may be
 /// \f$+\infty\f$ on a masked vocabulary without making the loss infinite).
 ///
-/// The row is never sorted: the head is read from the 32 largest teacher logits gathered during a
-/// pass (the usual, peaked teacher), or else cut by an exact O(V) expected-time selection (a flat
-/// teacher, or a head longer than 32 tokens). A cumulative mass within float rounding of \f$\mu\f$
-/// may fall either side, as it does in the reference's float cumsum.
+/// The row is never sorted: the mean and spread of the teacher logits under p (from pass 1) place
+/// six thresholds around where the head should end; pass 2 keeps the entries above the lowest one
+/// (up to max(512, V/8) of them), the teacher mass above each threshold says between which two the
+/// head ends, and an exact O(V) expected-time selection cuts it inside that bracket: among the
+/// kept entries (a peaked or typical teacher), or among the row's entries gathered by one more pass
+/// (a flat teacher, which keeps more). A cumulative mass within float rounding of \f$\mu\f$ may
+/// fall either side, as it does in the reference's float cumsum.
 ///
 /// Differences from the reference, by design: the reference takes no temperature (here \f$\tau\f$
 /// applies to both sides, \f$\tau = 1\f$ reproduces it); it replaces \f$\pm\infty\f$ logits by 0
