@@ -134,6 +134,9 @@ RowResult adaptive_kl_row(const T* teacher, const T* student, Index n, T k, doub
   // the masses above the thresholds are summed from them after the pass (a tenth of the row or
   // less), not per entry of the row. Once the keep overflows, the rest of the row sums its masses
   // as it goes, and the kept entries give those of the part before.
+  auto add_mass = [&](B(&mass)[M], B t, B p) {
+    for (int i = 0; i < M; ++i) mass[i] = mass[i] + select(t > xb[i], p, B::splat(0));
+  };
   auto add_masses = [&](Index j0, Index j1, auto&& p_of) {
     for (Index c0 = j0; c0 < j1; c0 += kChunk) {
       B mass[M];
@@ -141,7 +144,7 @@ RowResult adaptive_kl_row(const T* teacher, const T* student, Index n, T k, doub
       sweep<W>(c0, std::min(j1, c0 + kChunk), [&](Index j, auto lanes) {
         B t, p;
         p_of(j, lanes, t, p);
-        for (int i = 0; i < M; ++i) mass[i] = mass[i] + select(t > xb[i], p, B::splat(0));
+        add_mass(mass, t, p);
       });
       for (int i = 0; i < M; ++i) mass_above[i] += hsum_wide(mass[i]);
     }
@@ -210,7 +213,7 @@ RowResult adaptive_kl_row(const T* teacher, const T* student, Index n, T k, doub
         sweep<W>(c0, c1, [&](Index j, auto lanes) {
           B t, p, aa;
           entry(j, lanes, gap, t, p, aa);
-          for (int i = 0; i < M; ++i) mass[i] = mass[i] + select(t > xb[i], p, B::splat(0));
+          add_mass(mass, t, p);
         });
         for (int i = 0; i < M; ++i) mass_above[i] += hsum_wide(mass[i]);
       }
@@ -221,7 +224,7 @@ RowResult adaptive_kl_row(const T* teacher, const T* student, Index n, T k, doub
   // with the student's statistics takes p as it takes q, so p = q gives A = 0; a teacher row that
   // sums to 1 (one token, or one that holds all the mass) gets p = 1 exactly at its top, so a
   // student that agrees leaves both gaps 0 (weights 1/2 each), not a rounding residue.
-  if (stash && st.stash_complete && st.t.sum != 1.0 && !(st.t.max == st.s.max && st.t.sum == st.s.sum))
+  if (stash && st.stash_complete && st.t.sum != 1.0 && !st.same_statistics())
     pass2(std::true_type{});
   else
     pass2(std::false_type{});

@@ -249,7 +249,7 @@ RowResult divergence_row_bound(const Gen& gen_in, const TeacherRow& teacher_in, 
   using None = std::integral_constant<Stash, Stash::None>;
   // A teacher row with the student's statistics (a target made from the student itself, as Taid's
   // at lambda 0) takes p as it takes q, so p = q gives a gradient of exactly 0.
-  if (stash && st.stash_complete && !(st.t.max == st.s.max && st.t.sum == st.s.sum))
+  if (stash && st.stash_complete && !st.same_statistics())
     write(std::integral_constant<Stash, kReuse>{}, std::false_type{});
   else if (out.beta == T(0))
     write(None{}, std::false_type{});

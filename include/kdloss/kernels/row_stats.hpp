@@ -71,6 +71,9 @@ struct PairStats {
   /// The stash's references are the exponent offsets \f$C_b\f$ (with a fused multiply-add), not
   /// maxima \f$m_b\f$ (`row[v]` \f$= 2^{\kappa(t_v - m_b)}\f$; see `ExpStash`).
   bool stash_offsets = false;
+  /// Both rows have the same maximum and sum (as a target formed from the student itself): a later
+  /// pass then takes p exactly as it takes q, not from a stash, so p = q stays exact.
+  bool same_statistics() const { return t.max == s.max && t.sum == s.sum; }
 };
 
 /// One pass-1 block's sums (relative to the block's references and in base-2 units as its sweep
