@@ -33,10 +33,12 @@ struct AklScratch {
   std::vector<T> r;  ///< the reverse-KL gradient q (log q - log p - KL(q||p))
   std::vector<T> set_t, set_p, set_a;  ///< the entries above the lowest threshold (logit, p, |q - p|)
   std::vector<T> br_t, br_p, br_a;     ///< the bracket where the head ends
+  std::vector<T> refs;                 ///< pass 1's stash references, one per block (>= 64 entries)
   SelectScratch<T> select;
   void reserve(Index v) {
     if (static_cast<Index>(a.size()) < v + 64) {
       for (auto* x : {&a, &r, &br_t, &br_p, &br_a}) x->resize(static_cast<size_t>(v) + 64);
+      refs.resize(static_cast<size_t>(v) / 64 + 2);
       for (auto* x : {&set_t, &set_p, &set_a}) x->resize(static_cast<size_t>(keep_limit(v)) + 64);
       select.reserve(v);
     }
@@ -73,20 +75,16 @@ RowResult adaptive_kl_row(const T* teacher, const T* student, Index n, T k, doub
   constexpr int W = B::size;
   constexpr int M = 6;
   constexpr T kNegInf = -std::numeric_limits<T>::infinity(), kPosInf = std::numeric_limits<T>::infinity();
-  using Plan = StatsPlan<true, true, true, true, false, true>;
   // Pass 2 stores A = q - p in the gradient row when it overwrites it, else in the scratch row.
   const bool want_grad = out.row != nullptr;
   T* const a_buf = want_grad && out.beta == T(0) ? out.row : ws.a.data();
-  // Pass 1 leaves the teacher's exponentials in that row (rows of up to 256 pass-1 blocks), so
-  // pass 2 takes p with a multiply instead of an exponential. Every call does, the value-only one
-  // too, so all calls take the same p and return the same value.
-  using StashPlan = StatsPlan<true, true, true, true, false, true, Stash::Teacher>;
-  constexpr Index kBlock = stats_block<B, StashPlan>();
-  constexpr Index kStashBlocks = 256;
-  T refs[kStashBlocks];
-  const bool stash = n <= kStashBlocks * kBlock;
-  const PairStats<T> st = stash ? row_stats<Arch, StashPlan>(PlainRow<T>{teacher}, student, n, k, ExpStash<T>{a_buf, refs})
-                                : row_stats<Arch, Plan>(PlainRow<T>{teacher}, student, n, k);
+  // Pass 1 leaves the teacher's exponentials in that row, so pass 2 takes p with a multiply
+  // instead of an exponential. Every call does, the value-only one too, so all calls take the same
+  // p and return the same value.
+  using Plan = StatsPlan<true, true, true, true, false, true, Stash::Teacher>;
+  constexpr Index kBlock = stats_block<B, Plan>();
+  T* const refs = ws.refs.data();
+  const PairStats<T> st = row_stats<Arch, Plan>(PlainRow<T>{teacher}, student, n, k, ExpStash<T>{a_buf, refs});
   if (RowError e = st.s.check(false); e != RowError::None) return {0, e};
   if (RowError e = st.t.check(true); e != RowError::None) return {0, e};
   const double lst = st.t.log_sum(), lss = st.s.log_sum(), kd = static_cast<double>(k);
@@ -154,80 +152,74 @@ RowResult adaptive_kl_row(const T* teacher, const T* student, Index n, T k, doub
     p = simd::exp2_nonpositive(fms(t - mtb, k2, lst2));
   };
   Index kept_to = n;  // the kept entries are those of [0, kept_to) above the lowest threshold
-  // `from_stash`: p is the chunk's stashed exponential times its factor (the chunk is a pass-1 block).
-  auto pass2 = [&](auto from_stash) {
-    constexpr bool kStash = decltype(from_stash)::value;
-    for (Index c0 = 0; c0 < n; c0 += kChunk) {
-      const Index c1 = std::min(n, c0 + kChunk);
-      B f1b = B::splat(T(1)), f2b = B::splat(T(1));
-      if constexpr (kStash) {
-        const auto f = StashFactor<T>::of(refs[c0 / kChunk], st.t.max, st.stash_offsets, exp2_scale(k), lst);
-        f1b = B::splat(f.f1);
-        f2b = B::splat(f.f2);
+  // p where exact values decide the weights: a teacher row with the student's statistics takes p
+  // as it takes q, so p = q gives A = 0; a teacher row that sums to 1 (one token, or one that holds
+  // all the mass) gets p = 1 exactly at its top, so a student that agrees leaves both gaps 0
+  // (weights 1/2 each), not a rounding residue. Such a row (and one whose stash mixes kinds of
+  // reference, see `PairStats::stash_complete`) has its p written over the stash by the
+  // exponential, and pass 2 multiplies it by 1.
+  const bool exact_p = !st.stash_complete || st.t.sum == 1.0 || st.same_statistics();
+  if (exact_p)
+    sweep<W>(0, n, [&](Index j, auto lanes) {
+      store(a_buf + j, simd::exp2_nonpositive(fms(load<B>(teacher + j, lanes, kNegInf) - mtb, k2, lst2)), lanes);
+    });
+  // Pass 2, chunk by chunk: p is the chunk's stashed exponential times its factor (the chunk is a
+  // pass-1 block).
+  for (Index c0 = 0; c0 < n; c0 += kChunk) {
+    const Index c1 = std::min(n, c0 + kChunk);
+    const auto f = exact_p ? StashFactor<T>{} : StashFactor<T>::of(refs[c0 / kChunk], st.t.max, st.stash_offsets, exp2_scale(k), lst);
+    const B f1b = B::splat(f.f1), f2b = B::splat(f.f2);
+    // The entry's p, and its part of the gap and the gradient's rows.
+    auto entry = [&](Index j, auto lanes, B& gap, B& t, B& p, B& aa) {
+      t = load<B>(teacher + j, lanes, kNegInf);
+      const B s = load<B>(student + j, lanes, kNegInf);
+      const B dt = t - mtb, ds = s - msb;
+      p = load<B>(a_buf + j, lanes, T(0)) * f1b * f2b;
+      const B q = simd::exp2_nonpositive(fms(ds, k2, lss2));
+      const B a = q - p;
+      aa = abs(a);
+      gap = gap + aa;
+      store(a_buf + j, a, lanes);
+      if (want_grad) {
+        // q = 0 makes R = 0 whatever the log ratio is; max() keeps it finite for that product
+        // (NaN -> -big).
+        store(r_buf + j, q * max(fnma(dt - ds, kb, cr), nbig), lanes);
       }
-      // The entry's p, and its part of the gap and the gradient's rows.
-      auto entry = [&](Index j, auto lanes, B& gap, B& t, B& p, B& aa) {
-        t = load<B>(teacher + j, lanes, kNegInf);
-        const B s = load<B>(student + j, lanes, kNegInf);
-        const B dt = t - mtb, ds = s - msb;
-        if constexpr (kStash)
-          p = load<B>(a_buf + j, lanes, T(0)) * f1b * f2b;
-        else
-          p = simd::exp2_nonpositive(fms(dt, k2, lst2));
-        const B q = simd::exp2_nonpositive(fms(ds, k2, lss2));
-        const B a = q - p;
-        aa = abs(a);
-        gap = gap + aa;
-        store(a_buf + j, a, lanes);
-        if (want_grad) {
-          // q = 0 makes R = 0 whatever the log ratio is; max() keeps it finite for that product
-          // (NaN -> -big).
-          store(r_buf + j, q * max(fnma(dt - ds, kb, cr), nbig), lanes);
-        }
-      };
-      B gap = B::splat(0);
-      if (keeping) {
-        // (Forward: the kept entries come out in index order, stored a full vector at a time.)
-        sweep<W>(c0, c1, [&](Index j, auto lanes) {
-          B t, p, aa;
-          entry(j, lanes, gap, t, p, aa);
-          if (keeping) {
-            const auto keep = t > xb[M - 1];
-            if (any(keep)) {
-              if (nk + W > keep_max) {
-                keeping = false;  // too many: the head is cut from the row after the pass
-                kept_to = j;
-              } else {
-                compress_store(set_t + nk, keep, t);
-                compress_store(set_p + nk, keep, p);
-                nk += compress_store(set_a + nk, keep, aa);
-              }
+    };
+    B gap = B::splat(0);
+    if (keeping) {
+      // (Forward: the kept entries come out in index order, stored a full vector at a time.)
+      sweep<W>(c0, c1, [&](Index j, auto lanes) {
+        B t, p, aa;
+        entry(j, lanes, gap, t, p, aa);
+        if (keeping) {
+          const auto keep = t > xb[M - 1];
+          if (any(keep)) {
+            if (nk + W > keep_max) {
+              keeping = false;  // too many: the head is cut from the row after the pass
+              kept_to = j;
+            } else {
+              compress_store(set_t + nk, keep, t);
+              compress_store(set_p + nk, keep, p);
+              nk += compress_store(set_a + nk, keep, aa);
             }
           }
-        });
-        // The rest of the chunk where the keep overflowed (its stash is overwritten: p again).
-        if (!keeping) add_masses(kept_to, c1, p_of_row);
-      } else {
-        B mass[M];
-        for (int i = 0; i < M; ++i) mass[i] = B::splat(0);
-        sweep<W>(c0, c1, [&](Index j, auto lanes) {
-          B t, p, aa;
-          entry(j, lanes, gap, t, p, aa);
-          add_mass(mass, t, p);
-        });
-        for (int i = 0; i < M; ++i) mass_above[i] += hsum_wide(mass[i]);
-      }
-      gap_all += hsum_wide(gap);
+        }
+      });
+      // The rest of the chunk where the keep overflowed (its stash is overwritten: p again).
+      if (!keeping) add_masses(kept_to, c1, p_of_row);
+    } else {
+      B mass[M];
+      for (int i = 0; i < M; ++i) mass[i] = B::splat(0);
+      sweep<W>(c0, c1, [&](Index j, auto lanes) {
+        B t, p, aa;
+        entry(j, lanes, gap, t, p, aa);
+        add_mass(mass, t, p);
+      });
+      for (int i = 0; i < M; ++i) mass_above[i] += hsum_wide(mass[i]);
     }
-  };
-  // The exponential instead of the stash, where exact values decide the weights: a teacher row
-  // with the student's statistics takes p as it takes q, so p = q gives A = 0; a teacher row that
-  // sums to 1 (one token, or one that holds all the mass) gets p = 1 exactly at its top, so a
-  // student that agrees leaves both gaps 0 (weights 1/2 each), not a rounding residue.
-  if (stash && st.stash_complete && st.t.sum != 1.0 && !st.same_statistics())
-    pass2(std::true_type{});
-  else
-    pass2(std::false_type{});
+    gap_all += hsum_wide(gap);
+  }
   // The masses of the kept entries (tail lanes read as NaN, which compares false everywhere).
   add_masses(0, nk, [&](Index j, auto lanes, B& t, B& p) {
     t = load<B>(set_t + j, lanes, std::numeric_limits<T>::quiet_NaN());
