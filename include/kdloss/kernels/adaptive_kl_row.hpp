@@ -29,7 +29,7 @@ inline Index keep_limit(Index n) { return std::max<Index>(512, n / 8); }
 /// Per-thread scratch of the AdaptiveKL row kernel.
 template <class T>
 struct AklScratch {
-  std::vector<T> a;  ///< q - p, when the gradient row cannot hold it (accumulate form)
+  std::vector<T> a;  ///< pass 1's teacher exponentials, then q - p, when the gradient row cannot hold them (value-only and accumulate calls)
   std::vector<T> r;  ///< the reverse-KL gradient q (log q - log p - KL(q||p))
   std::vector<T> set_t, set_p, set_a;  ///< the entries above the lowest threshold (logit, p, |q - p|)
   std::vector<T> br_t, br_p, br_a;     ///< the bracket where the head ends
