@@ -107,7 +107,8 @@ RowResult adaptive_kl_row(const T* teacher, const T* student, Index n, T k, doub
   }
 
   // Pass 2.
-  const B k2 = B::splat(static_cast<T>(exp2_scale(k))), kb = B::splat(k);
+  const double kappa = exp2_scale(k);  // pass 1's base-2 multiplier, which the stash is made with
+  const B k2 = B::splat(static_cast<T>(kappa)), kb = B::splat(k);
   const B mtb = B::splat(st.t.max), msb = B::splat(st.s.max);
   const B lst2 = B::splat(static_cast<T>(lst * kLog2e)), lss2 = B::splat(static_cast<T>(lss * kLog2e));
   // R = q (log q - log p - KL(q||p)) = q (c - k (D_t - D_s)), D the logits less their maxima.
@@ -147,9 +148,11 @@ RowResult adaptive_kl_row(const T* teacher, const T* student, Index n, T k, doub
       for (int i = 0; i < M; ++i) mass_above[i] += hsum_wide(mass[i]);
     }
   };
+  // p by the exponential, from a teacher logit (where the stash does not give it).
+  auto p_of = [&](B t) { return simd::exp2_nonpositive(fms(t - mtb, k2, lst2)); };
   auto p_of_row = [&](Index j, auto lanes, B& t, B& p) {
     t = load<B>(teacher + j, lanes, kNegInf);
-    p = simd::exp2_nonpositive(fms(t - mtb, k2, lst2));
+    p = p_of(t);
   };
   Index kept_to = n;  // the kept entries are those of [0, kept_to) above the lowest threshold
   // p where exact values decide the weights: a teacher row with the student's statistics takes p
@@ -161,13 +164,13 @@ RowResult adaptive_kl_row(const T* teacher, const T* student, Index n, T k, doub
   const bool exact_p = !st.stash_complete || st.t.sum == 1.0 || st.same_statistics();
   if (exact_p)
     sweep<W>(0, n, [&](Index j, auto lanes) {
-      store(a_buf + j, simd::exp2_nonpositive(fms(load<B>(teacher + j, lanes, kNegInf) - mtb, k2, lst2)), lanes);
+      store(a_buf + j, p_of(load<B>(teacher + j, lanes, kNegInf)), lanes);
     });
   // Pass 2, chunk by chunk: p is the chunk's stashed exponential times its factor (the chunk is a
   // pass-1 block).
   for (Index c0 = 0; c0 < n; c0 += kChunk) {
     const Index c1 = std::min(n, c0 + kChunk);
-    const auto f = exact_p ? StashFactor<T>{} : StashFactor<T>::of(refs[c0 / kChunk], st.t.max, st.stash_offsets, exp2_scale(k), lst);
+    const auto f = exact_p ? StashFactor<T>{} : StashFactor<T>::of(refs[c0 / kChunk], st.t.max, st.stash_offsets, kappa, lst);
     const B f1b = B::splat(f.f1), f2b = B::splat(f.f2);
     // The entry's p, and its part of the gap and the gradient's rows.
     auto entry = [&](Index j, auto lanes, B& gap, B& t, B& p, B& aa) {
@@ -280,7 +283,7 @@ RowResult adaptive_kl_row(const T* teacher, const T* student, Index n, T k, doub
       return select(up, a, B::splat(0));
     });
     sweep<W>(0, nb, [&](Index j, auto lanes) {
-      store(bp + j, simd::exp2_nonpositive(fms(load<B>(bt + j, lanes, kNegInf) - mtb, k2, lst2)), lanes);
+      store(bp + j, p_of(load<B>(bt + j, lanes, kNegInf)), lanes);
     });
   }
   // The exact cut inside the bracket (in index order, so ties go to the lower index first).
