@@ -115,7 +115,7 @@ class AdaptiveKL : public detail::LossCalls<AdaptiveKL<T, Arch>, T> {
     return detail::run_rows(who, m_opt, s.rows, v, [&](Eigen::Index i) { return weights[i]; }, o,
                             [&](Eigen::Index i, const kernels::GradOut<T>& g) {
                               auto& ws = m_scratch[static_cast<size_t>(detail::thread_slot())];
-                              return kernels::adaptive_kl_row<Arch>(t.row(i), s.row(i), v, k, m_mu, g, ws,
+                              return kernels::adaptive_kl_row<Arch>(t.row(i), s.row(i), v, k, m_mu, c.with_next(g, i), ws,
                                                                     m_rows[static_cast<size_t>(i)]);
                             });
   }

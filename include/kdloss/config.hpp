@@ -50,6 +50,8 @@
 #define KDLOSS_RESTRICT __restrict__
 #define KDLOSS_LIKELY(x) __builtin_expect(!!(x), 1)
 #define KDLOSS_UNLIKELY(x) __builtin_expect(!!(x), 0)
+/// A hint to bring the line at `p` into the cache for reading (never faults; no-op elsewhere).
+#define KDLOSS_PREFETCH(p) __builtin_prefetch((p), 0, 3)
 #else
 #define KDLOSS_INLINE inline
 #define KDLOSS_NOINLINE
@@ -57,6 +59,7 @@
 #define KDLOSS_RESTRICT
 #define KDLOSS_LIKELY(x) (x)
 #define KDLOSS_UNLIKELY(x) (x)
+#define KDLOSS_PREFETCH(p) ((void)(p))
 #endif
 
 // g++ 12 implements _mm512_undefined_*() as a self-initialised variable, and the masked builtins

@@ -122,7 +122,7 @@ class FDivergence : public detail::LossCalls<FDivergence<Generator, T, Arch>, T>
     return detail::run_rows(who, m_opt, s.rows, v, [&](Eigen::Index i) { return weights[i]; }, o,
                             [&](Eigen::Index i, const kernels::GradOut<T>& g) {
                               const kernels::PlainRow<T> trow{t.row(i)};
-                              return kernels::divergence_row<Arch>(m_gen, trow, s.row(i), v, k, g);
+                              return kernels::divergence_row<Arch>(m_gen, trow, s.row(i), v, k, c.with_next(g, i));
                             });
   }
 

@@ -198,6 +198,12 @@ template <class T>
 struct PairCall {
   MatView<T> s, t;
   RowOutputs<T> o;
+  /// Row i's output `g` with row i + 1's inputs as its prefetch hint (`GradOut::next`; none after
+  /// the last row).
+  kernels::GradOut<T> with_next(kernels::GradOut<T> g, Eigen::Index i) const {
+    if (i + 1 < s.rows) g.next = {t.row(i + 1), s.row(i + 1)};
+    return g;
+  }
 };
 
 /// The checks every (student, teacher) call makes, in this order: both views, equal shapes, the

@@ -166,6 +166,9 @@ RowResult adaptive_kl_row(const T* teacher, const T* student, Index n, T k, doub
     sweep<W>(0, n, [&](Index j, auto lanes) {
       store(a_buf + j, p_of(load<B>(teacher + j, lanes, kNegInf)), lanes);
     });
+  // Pass 2 is bound by its arithmetic: it prefetches the next row (`out.next`), one vector of each
+  // side per vector, so that the next row's pass 1 does not wait on memory.
+  const NextRow<T> next = out.next;
   // Pass 2, chunk by chunk: p is the chunk's stashed exponential times its factor (the chunk is a
   // pass-1 block).
   for (Index c0 = 0; c0 < n; c0 += kChunk) {
@@ -174,6 +177,7 @@ RowResult adaptive_kl_row(const T* teacher, const T* student, Index n, T k, doub
     const B f1b = B::splat(f.f1), f2b = B::splat(f.f2);
     // The entry's p, and its part of the gap and the gradient's rows.
     auto entry = [&](Index j, auto lanes, B& gap, B& t, B& p, B& aa) {
+      next.prefetch(j);
       t = load<B>(teacher + j, lanes, kNegInf);
       const B s = load<B>(student + j, lanes, kNegInf);
       const B dt = t - mtb, ds = s - msb;

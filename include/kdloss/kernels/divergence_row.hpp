@@ -94,6 +94,7 @@ struct gen_binds<T, Gen, std::void_t<decltype(std::declval<const Gen&>().templat
 ///   KL(q||p) when the generator takes its value or centre from them;
 /// - a value pass, only for generators whose value or centre is a sum over the row: it sums
 ///   \f$\mathrm{term}_v\f$ and \f$h_v\f$ and, when it may, leaves \f$h_v\f$ in the gradient row;
+///   it prefetches the next row (`out.next`);
 /// - the gradient pass \f$\partial L/\partial s_j = \mathrm{scale}\,(h_j - q_j c) +
 ///   \beta\,\mathrm{row}_j\f$, \f$h = q\,g\f$, \f$c = \sum_v h_v\f$ (`out.scale` carries
 ///   \f$1/\tau\f$, the weight and the reduction), which then only recomputes \f$q\f$.
@@ -181,9 +182,13 @@ RowResult divergence_row_bound(const Gen& gen_in, const TeacherRow& teacher_in, 
     // across chunks: a float row of 150k entries stays within a few ulp on every path, the scalar
     // one's single lane included.
     constexpr Index kChunk = 32 * W;
+    // This pass is bound by its arithmetic: it prefetches the next row (`out.next`), one vector of
+    // each side per vector, so that the next row's pass 1 does not wait on memory.
+    const NextRow<T> next = out.next;
     for (Index c = (n - 1) / kChunk; c >= 0; --c) {
       B vs = B::splat(0), cs = B::splat(0);
       sweep_reverse<W>(c * kChunk, std::min(n, (c + 1) * kChunk), [&](Index j, auto lanes) {
+        next.prefetch(n - 1 - j);  // the next row forwards, as its pass 1 will read it
         const Elem<B> e = elem(j, lanes);
         const auto m = live(e);
         if constexpr (!kStatsValue) vs = vs + select(m, gen.term(e), B::splat(0));

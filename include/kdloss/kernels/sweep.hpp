@@ -38,13 +38,32 @@ KDLOSS_INLINE void store(T* p, B v, Tail t) {
   v.store_partial(p, t.n);
 }
 
+/// The inputs of the row a thread computes after this one (null: none, or not known). A pass that
+/// is bound by its arithmetic, not by memory (the family's value pass, AdaptiveKL's pass 2),
+/// prefetches them as it goes, one line of each per vector it computes, so that the next row's
+/// pass 1, which is bound by memory, reads from cache instead.
+template <class T>
+struct NextRow {
+  const T* teacher = nullptr;
+  const T* student = nullptr;
+  /// Prefetches the lines holding entry `j` of both rows (nothing when there is no next row).
+  KDLOSS_INLINE void prefetch(std::ptrdiff_t j) const {
+    if (teacher != nullptr) {
+      KDLOSS_PREFETCH(teacher + j);
+      KDLOSS_PREFETCH(student + j);
+    }
+  }
+};
+
 /// Where a row kernel writes its gradient: `row = scale * dL/ds + beta * row` (with beta = 0 the
-/// old contents are never read). A null `row` means a value-only call.
+/// old contents are never read). A null `row` means a value-only call. `next` is a hint only: the
+/// row after this one, for a pass to prefetch (see NextRow); it never changes a result.
 template <class T>
 struct GradOut {
   T* row = nullptr;
   T scale = T(1);
   T beta = T(0);
+  NextRow<T> next{};
 };
 
 /// Calls `f(j, lanes)` for every vector of the range [j0, j1): full vectors, then one Tail.
