@@ -45,6 +45,8 @@
 
 #if defined(__GNUC__) || defined(__clang__)
 #define KDLOSS_INLINE inline __attribute__((always_inline))
+/// For a lambda, after its parameter list: `[&](Index j, auto lanes) KDLOSS_INLINE_LAMBDA { ... }`.
+#define KDLOSS_INLINE_LAMBDA __attribute__((always_inline))
 #define KDLOSS_NOINLINE __attribute__((noinline))
 #define KDLOSS_COLD __attribute__((cold))
 #define KDLOSS_RESTRICT __restrict__
@@ -54,6 +56,7 @@
 #define KDLOSS_PREFETCH(p) __builtin_prefetch((p), 0, 3)
 #else
 #define KDLOSS_INLINE inline
+#define KDLOSS_INLINE_LAMBDA
 #define KDLOSS_NOINLINE
 #define KDLOSS_COLD
 #define KDLOSS_RESTRICT

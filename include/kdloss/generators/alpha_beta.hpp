@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <string>
+#include <variant>
 
 #include "kl.hpp"
 
@@ -46,94 +47,147 @@ struct AlphaBeta {
                        ", " + std::to_string(beta) + ")");
   }
 
-  template <class B>
-  KDLOSS_INLINE B term(const kernels::Elem<B>& e) const {
-    using T = typename B::value_type;
-    const double lambda = alpha + beta;
-    B t;
-    if (beta == 0 && alpha == 0) {
-      t = B::splat(T(0.5)) * e.u * e.u;
-    } else if (beta == 0) {  // (p^a a u - p^a + q^a) / a^2
-      const B pa = pw(alpha, e.a, e.a2, e.p), qa = pw(alpha, e.b, e.b2, e.q);
-      t = (fma(pa, B::splat(T(alpha)) * e.u, qa) - pa) * B::splat(T(1 / (alpha * alpha)));
-    } else if (alpha == 0) {  // (q^b (-b u - 1) + p^b) / b^2
-      const B pb = pw(beta, e.a, e.a2, e.p), qb = pw(beta, e.b, e.b2, e.q);
-      t = (fma(qb, fnma(B::splat(T(beta)), e.u, B::splat(T(-1))), pb)) * B::splat(T(1 / (beta * beta)));
-    } else if (lambda == 0) {  // (-a u + e^{a u} - 1) / a^2
-      const B au = B::splat(T(alpha)) * e.u;
-      t = (simd::expm1(au) - au) * B::splat(T(1 / (alpha * alpha)));
-    } else {  // -(p^a q^b - (a/l) p^l - (b/l) q^l) / (a b)
-      const B m = mixed_power(e);
-      const B pl = pw(lambda, e.a, e.a2, e.p), ql = pw(lambda, e.b, e.b2, e.q);
-      const B rest = fma(B::splat(T(alpha / lambda)), pl, B::splat(T(beta / lambda)) * ql);
-      t = (rest - m) * B::splat(T(1 / (alpha * beta)));
-    }
-    // p = q exactly (same logits): the divergence is exactly 0, not a residue of the cancellation.
-    t = select(e.a == e.b, B::splat(T(0)), t);
-    return one_sided(e, t, [&](B pa) {  // q = 0 < p
-      return beta > 0 && lambda > 0 ? pa * B::splat(T(1 / (beta * lambda))) : inf<B>();
-    }, [&](B qa) {  // p = 0 < q
-      return alpha > 0 && lambda > 0 ? qa * B::splat(T(1 / (alpha * lambda))) : inf<B>();
-    });
-  }
+  /// Which formula a bound generator evaluates.
+  enum class Case {
+    Unit,     ///< the general one at \f$\lambda = 1\f$ (Amari's divergences): \f$p^\lambda = p\f$
+    General,  ///< \f$\alpha, \beta, \lambda \ne 0\f$
+    Special,  ///< \f$\alpha = 0\f$, \f$\beta = 0\f$ or \f$\lambda = 0\f$, chosen per entry
+  };
 
-  template <class B>
-  KDLOSS_INLINE B h(const kernels::Elem<B>& e) const {
-    using T = typename B::value_type;
-    const double lambda = alpha + beta;
-    B g;
-    if (alpha == 0) {  // -q^b u
-      g = -(pw(beta, e.b, e.b2, e.q) * e.u);
-    } else if (beta == 0) {  // (q^a - p^a) / a
-      g = (pw(alpha, e.b, e.b2, e.q) - pw(alpha, e.a, e.a2, e.p)) * B::splat(T(1 / alpha));
-    } else if (lambda == 0) {  // (1 - e^{a u}) / a
-      g = -simd::expm1(B::splat(T(alpha)) * e.u) * B::splat(T(1 / alpha));
-    } else {  // (q^l - p^a q^b) / a
-      const B m = mixed_power(e);
-      g = (pw(lambda, e.b, e.b2, e.q) - m) * B::splat(T(1 / alpha));
-    }
-    return one_sided(e, g, [&](B) {  // q = 0 < p
-      if (beta > 0 && lambda > 0) return B::splat(T(0));
-      if (beta == 0 && alpha > 0) return -(pw(alpha, e.a, e.a2, e.p) * B::splat(T(1 / alpha)));
-      return inf<B>();
-    }, [&](B qa) {  // p = 0 < q
-      return alpha > 0 ? qa * B::splat(T(1 / alpha)) : inf<B>();
-    });
-  }
+  /// The generator the row kernel runs with, its constants (\f$1/(\alpha\beta)\f$, \f$\alpha/\lambda\f$,
+  /// ...) made once per call in T, for one `Case` (the general ones test no case per entry).
+  template <class T, Case K>
+  struct Bound {
+    static constexpr bool Special = K == Case::Special;
+    double alpha, beta, lambda;
+    T a, b, inv_a, inv_a2, inv_b2, inv_ab, a_over_l, b_over_l, inv_bl, inv_al;
 
- private:
-  template <class B>
-  static KDLOSS_INLINE B inf() {
-    return B::splat(std::numeric_limits<typename B::value_type>::infinity());
-  }
-  /// \f$x^c\f$ from \f$\log x\f$ and \f$\log_2 x\f$ (x itself when c = 1; \f$2^{c\log_2 x}\f$, the
-  /// kernels' exponential, when \f$c > 0\f$ keeps the exponent \f$\le 0\f$; \f$e^{c\log x}\f$ else).
-  template <class B>
-  static KDLOSS_INLINE B pw(double c, B log_x, B log2_x, B x) {
-    using T = typename B::value_type;
-    if (c == 1) return x;
-    if (c > 0) return simd::exp2_nonpositive(B::splat(T(c)) * log2_x);
-    return simd::exp(B::splat(T(c)) * log_x);
-  }
-  /// \f$p^\alpha q^\beta\f$ (in base 2 when both exponents are >= 0, as \f$p, q \le 1\f$ keep the
-  /// exponent \f$\le 0\f$).
-  template <class B>
-  KDLOSS_INLINE B mixed_power(const kernels::Elem<B>& e) const {
-    using T = typename B::value_type;
-    if (alpha >= 0 && beta >= 0) return simd::exp2_nonpositive(fma(B::splat(T(alpha)), e.a2, B::splat(T(beta)) * e.b2));
-    return simd::exp(fma(B::splat(T(alpha)), e.a, B::splat(T(beta)) * e.b));
-  }
-  /// Replaces the lanes where exactly one side is masked by the limits (computed only when a vector
-  /// has such a lane): q_zero(p^lambda), p_zero(q^lambda).
-  template <class B, class QZero, class PZero>
-  KDLOSS_INLINE B one_sided(const kernels::Elem<B>& e, B v, QZero q_zero, PZero p_zero) const {
-    using T = typename B::value_type;
-    const B ninf = B::splat(-std::numeric_limits<T>::infinity());
-    const auto qm = (e.b == ninf) & (e.a > ninf), pm = (e.a == ninf) & (e.b > ninf);
+    template <class B>
+    KDLOSS_INLINE B term(const kernels::Elem<B>& e) const {
+      B t;
+      if (Special && beta == 0 && alpha == 0) {
+        t = B::splat(T(0.5)) * e.u * e.u;
+      } else if (Special && beta == 0) {  // (p^a a u - p^a + q^a) / a^2
+        const B pa = pw(alpha, e.a, e.a2, e.p), qa = pw(alpha, e.b, e.b2, e.q);
+        t = (fma(pa, B::splat(a) * e.u, qa) - pa) * B::splat(inv_a2);
+      } else if (Special && alpha == 0) {  // (q^b (-b u - 1) + p^b) / b^2
+        const B pb = pw(beta, e.a, e.a2, e.p), qb = pw(beta, e.b, e.b2, e.q);
+        t = (fma(qb, fnma(B::splat(b), e.u, B::splat(T(-1))), pb)) * B::splat(inv_b2);
+      } else if (Special && lambda == 0) {  // (-a u + e^{a u} - 1) / a^2
+        const B au = B::splat(a) * e.u;
+        t = (simd::expm1(au) - au) * B::splat(inv_a2);
+      } else {  // -(p^a q^b - (a/l) p^l - (b/l) q^l) / (a b)
+        const B m = mixed_power(e);
+        const B pl = pw_lambda(e.a, e.a2, e.p), ql = pw_lambda(e.b, e.b2, e.q);
+        const B rest = fma(B::splat(a_over_l), pl, B::splat(b_over_l) * ql);
+        t = (rest - m) * B::splat(inv_ab);
+      }
+      // p = q exactly (same logits): the divergence is exactly 0, not a residue of the cancellation.
+      t = select(e.a == e.b, B::splat(T(0)), t);
+      return one_sided(e, t, [&](B pa) {  // q = 0 < p
+        return beta > 0 && lambda > 0 ? pa * B::splat(inv_bl) : inf<B>();
+      }, [&](B qa) {  // p = 0 < q
+        return alpha > 0 && lambda > 0 ? qa * B::splat(inv_al) : inf<B>();
+      });
+    }
+
+    template <class B>
+    KDLOSS_INLINE B h(const kernels::Elem<B>& e) const {
+      B g;
+      if (Special && alpha == 0) {  // -q^b u
+        g = -(pw(beta, e.b, e.b2, e.q) * e.u);
+      } else if (Special && beta == 0) {  // (q^a - p^a) / a
+        g = (pw(alpha, e.b, e.b2, e.q) - pw(alpha, e.a, e.a2, e.p)) * B::splat(inv_a);
+      } else if (Special && lambda == 0) {  // (1 - e^{a u}) / a
+        g = -simd::expm1(B::splat(a) * e.u) * B::splat(inv_a);
+      } else {  // (q^l - p^a q^b) / a
+        const B m = mixed_power(e);
+        g = (pw_lambda(e.b, e.b2, e.q) - m) * B::splat(inv_a);
+      }
+      return one_sided(e, g, [&](B) {  // q = 0 < p
+        if (beta > 0 && lambda > 0) return B::splat(T(0));
+        if (beta == 0 && alpha > 0) return -(pw(alpha, e.a, e.a2, e.p) * B::splat(inv_a));
+        return inf<B>();
+      }, [&](B qa) {  // p = 0 < q
+        return alpha > 0 ? qa * B::splat(inv_a) : inf<B>();
+      });
+    }
+
+   private:
+    template <class B>
+    static KDLOSS_INLINE B inf() {
+      return B::splat(std::numeric_limits<T>::infinity());
+    }
+    /// \f$x^c\f$ from \f$\log x\f$ and \f$\log_2 x\f$ (x itself when c = 1; \f$2^{c\log_2 x}\f$, the
+    /// kernels' exponential, when \f$c > 0\f$ keeps the exponent \f$\le 0\f$; \f$e^{c\log x}\f$ else).
+    template <class B>
+    static KDLOSS_INLINE B pw(double c, B log_x, B log2_x, B x) {
+      if (c == 1) return x;
+      if (c > 0) return simd::exp2_nonpositive(B::splat(T(c)) * log2_x);
+      return simd::exp(B::splat(T(c)) * log_x);
+    }
+    /// \f$x^\lambda\f$ (x itself in the Unit case).
+    template <class B>
+    KDLOSS_INLINE B pw_lambda(B log_x, B log2_x, B x) const {
+      if constexpr (K == Case::Unit)
+        return x;
+      else
+        return pw(lambda, log_x, log2_x, x);
+    }
+    /// \f$p^\alpha q^\beta\f$ (in base 2 when both exponents are >= 0, as \f$p, q \le 1\f$ keep the
+    /// exponent \f$\le 0\f$).
+    template <class B>
+    KDLOSS_INLINE B mixed_power(const kernels::Elem<B>& e) const {
+      if (alpha >= 0 && beta >= 0) return simd::exp2_nonpositive(fma(B::splat(a), e.a2, B::splat(b) * e.b2));
+      return simd::exp(fma(B::splat(a), e.a, B::splat(b) * e.b));
+    }
+    /// Replaces the lanes where exactly one side is masked by the limits (computed only when a
+    /// vector has such a lane): q_zero(p^lambda), p_zero(q^lambda).
+    template <class B, class QZero, class PZero>
+    KDLOSS_INLINE B one_sided(const kernels::Elem<B>& e, B v, QZero q_zero, PZero p_zero) const {
+      const B ninf = B::splat(-std::numeric_limits<T>::infinity());
+      const auto qm = (e.b == ninf) & (e.a > ninf), pm = (e.a == ninf) & (e.b > ninf);
+      if (any(qm)) v = select(qm, q_zero(pw_lambda(e.a, e.a2, e.p)), v);
+      if (any(pm)) v = select(pm, p_zero(pw_lambda(e.b, e.b2, e.q)), v);
+      return v;
+    }
+  };
+
+  /// The bound generator of this call: the general formula's when \f$\alpha, \beta, \lambda \ne
+  /// 0\f$ (Unit at \f$\lambda = 1\f$), else the special cases'. A variant, so the row kernel is
+  /// compiled for each and the loops of the general cases test no case per entry.
+  template <class T>
+  std::variant<Bound<T, Case::Unit>, Bound<T, Case::General>, Bound<T, Case::Special>> bind() const {
     const double lambda = alpha + beta;
-    if (any(qm)) v = select(qm, q_zero(pw(lambda, e.a, e.a2, e.p)), v);
-    if (any(pm)) v = select(pm, p_zero(pw(lambda, e.b, e.b2, e.q)), v);
-    return v;
+    // Only the constants the case uses are made (the others would divide by 0).
+    auto constants = [&](auto& g) {
+      g.alpha = alpha;
+      g.beta = beta;
+      g.lambda = lambda;
+      g.a = static_cast<T>(alpha);
+      g.b = static_cast<T>(beta);
+      g.inv_a = alpha != 0 ? static_cast<T>(1 / alpha) : T(0);
+      g.inv_a2 = alpha != 0 ? static_cast<T>(1 / (alpha * alpha)) : T(0);
+      g.inv_b2 = beta != 0 ? static_cast<T>(1 / (beta * beta)) : T(0);
+      g.inv_ab = alpha != 0 && beta != 0 ? static_cast<T>(1 / (alpha * beta)) : T(0);
+      g.a_over_l = lambda != 0 ? static_cast<T>(alpha / lambda) : T(0);
+      g.b_over_l = lambda != 0 ? static_cast<T>(beta / lambda) : T(0);
+      g.inv_bl = beta != 0 && lambda != 0 ? static_cast<T>(1 / (beta * lambda)) : T(0);
+      g.inv_al = alpha != 0 && lambda != 0 ? static_cast<T>(1 / (alpha * lambda)) : T(0);
+    };
+    if (alpha != 0 && beta != 0 && lambda == 1) {
+      Bound<T, Case::Unit> g{};
+      constants(g);
+      return g;
+    }
+    if (alpha != 0 && beta != 0 && lambda != 0) {
+      Bound<T, Case::General> g{};
+      constants(g);
+      return g;
+    }
+    Bound<T, Case::Special> g{};
+    constants(g);
+    return g;
   }
 };
 

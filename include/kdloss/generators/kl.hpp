@@ -27,7 +27,9 @@ KDLOSS_BEGIN_NAMESPACE
 /// a value and centre from pass 1, pass 1 leaves that side's exponentials in the gradient row and
 /// the gradient pass takes p or q from there instead of an exponential), and
 /// `template <class T> bind() const`, which returns the generator the kernel runs with, per-call
-/// constants (such as the logs of a mixture weight) computed once per row instead of per entry.
+/// constants (such as the logs of a mixture weight) computed once per row instead of per entry (or
+/// a `std::variant` of such generators, one per case of the parameters, as `AlphaBeta`'s: the
+/// kernel is compiled for each, and the row runs the one the variant holds).
 namespace generators {
 
 namespace detail {

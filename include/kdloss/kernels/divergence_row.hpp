@@ -5,6 +5,7 @@
 
 #include <type_traits>
 #include <utility>
+#include <variant>
 
 #include "row_stats.hpp"
 
@@ -187,7 +188,7 @@ RowResult divergence_row_bound(const Gen& gen_in, const TeacherRow& teacher_in, 
     const NextRow<T> next = out.next;
     for (Index c = (n - 1) / kChunk; c >= 0; --c) {
       B vs = B::splat(0), cs = B::splat(0);
-      sweep_reverse<W>(c * kChunk, std::min(n, (c + 1) * kChunk), [&](Index j, auto lanes) {
+      sweep_reverse<W>(c * kChunk, std::min(n, (c + 1) * kChunk), [&](Index j, auto lanes) KDLOSS_INLINE_LAMBDA {
         next.prefetch(n - 1 - j);  // the next row forwards, as its pass 1 will read it
         const Elem<B> e = elem(j, lanes);
         const auto m = live(e);
@@ -263,8 +264,14 @@ RowResult divergence_row_bound(const Gen& gen_in, const TeacherRow& teacher_in, 
   return {value, RowError::None};
 }
 
+template <class V>
+struct is_variant : std::false_type {};
+template <class... Alt>
+struct is_variant<std::variant<Alt...>> : std::true_type {};
+
 /// `divergence_row_bound` with the generator bound to T first when it has per-call constants
-/// (`gen_binds`).
+/// (`gen_binds`). A `bind` that returns a `std::variant` of generators (one per case of its
+/// parameters) has the row run by the one it holds: the kernel is compiled for each.
 template <class Arch, class Gen, class T, class TeacherRow>
 RowResult divergence_row(const Gen& gen, const TeacherRow& teacher, const T* student, Index n, T k,
                          const GradOut<T>& out) {
@@ -278,10 +285,15 @@ RowResult divergence_row(const Gen& gen, const TeacherRow& teacher, const T* stu
       return divergence_row_bound<Arch, gen_reuse<G>::value>(g, teacher, student, n, k, out);
     }
   };
-  if constexpr (gen_binds<T, Gen>::value)
-    return run(gen.template bind<T>());
-  else
+  if constexpr (gen_binds<T, Gen>::value) {
+    const auto bound = gen.template bind<T>();
+    if constexpr (is_variant<std::decay_t<decltype(bound)>>::value)
+      return std::visit(run, bound);
+    else
+      return run(bound);
+  } else {
     return run(gen);
+  }
 }
 
 }  // namespace kernels
