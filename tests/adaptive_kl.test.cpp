@@ -69,17 +69,6 @@ void check_rows(const kdloss::RowMatrix<T>& S, const kdloss::RowMatrix<T>& Tt, d
   }
 }
 
-/// Logits drawn from a small set of values, so many entries tie exactly.
-template <class T>
-kdloss::RowMatrix<T> tied_logits(long n, long v, std::uint32_t s, int levels) {
-  std::mt19937 gen(s);
-  std::uniform_int_distribution<int> u(0, levels - 1);
-  kdloss::RowMatrix<T> m(n, v);
-  for (long i = 0; i < n; ++i)
-    for (long j = 0; j < v; ++j) m(i, j) = static_cast<T>(u(gen));
-  return m;
-}
-
 }  // namespace
 
 TEMPLATE_TEST_CASE("AdaptiveKL heads and weights equal a full sort on random rows", "[adaptive_kl]", float, double) {
@@ -102,7 +91,7 @@ TEMPLATE_TEST_CASE("AdaptiveKL breaks ties by the lower index as a stable sort",
   for (const long v : {5L, 64L, 1271L, 20000L}) {
     for (const int levels : {2, 3, 10}) {
       for (const double mu : {0.1, 0.5, 0.9}) {
-        const kdloss::RowMatrix<T> Tt = tied_logits<T>(3, v, kdtest::seed(1100) + static_cast<std::uint32_t>(v), levels);
+        const kdloss::RowMatrix<T> Tt = kdtest::tied_logits<T>(3, v, kdtest::seed(1100) + static_cast<std::uint32_t>(v), levels);
         const kdloss::RowMatrix<T> S = kdtest::random_logits<T>(3, v, kdtest::seed(1101), 2.0);
         check_rows<T>(S, Tt, mu);
       }
@@ -207,7 +196,7 @@ TEMPLATE_TEST_CASE("AdaptiveKL on teachers that defeat its estimate of where the
 TEMPLATE_TEST_CASE("AdaptiveKL: scalar path heads equal the SIMD path heads", "[adaptive_kl]", float, double) {
   using T = TestType;
   for (const long v : {7L, 100L, 1271L, 32000L}) {
-    const kdloss::RowMatrix<T> Tt = tied_logits<T>(3, v, kdtest::seed(1500), 7);
+    const kdloss::RowMatrix<T> Tt = kdtest::tied_logits<T>(3, v, kdtest::seed(1500), 7);
     const kdloss::RowMatrix<T> S = kdtest::random_logits<T>(3, v, kdtest::seed(1501), 2.0);
     check_rows<T, kdloss::simd::scalar>(S, Tt, 0.5);
     check_rows<T, kdloss::simd::scalar>(S, kdtest::random_logits<T>(3, v, kdtest::seed(1502), 0.2), 0.4);

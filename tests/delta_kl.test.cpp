@@ -13,7 +13,7 @@ struct Inputs {
 };
 
 template <class T>
-void check(long n, long v, double alpha, double tau, std::uint32_t s, bool masks = false) {
+void check_delta(long n, long v, double alpha, double tau, std::uint32_t s, bool masks = false) {
   INFO("N=" << n << " V=" << v << " alpha=" << alpha << " tau=" << tau);
   kdloss::RowMatrix<T> S = Inputs::m<T>(n, v, s), A = Inputs::m<T>(n, v, s + 1), SB = Inputs::m<T>(n, v, s + 2),
                        TB = Inputs::m<T>(n, v, s + 3);
@@ -70,9 +70,9 @@ TEMPLATE_TEST_CASE("DeltaKL matches the double reference", "[delta_kl]", float, 
   std::uint32_t s = kdtest::seed(5000);
   for (const long v : {1L, 3L, 17L, 1271L, 65537L})
     for (const double alpha : {1.0, 0.5, -0.3})
-      for (const double tau : {1.0, 2.0}) check<TestType>(v > 2000 ? 2 : 4, v, alpha, tau, (s++) * 5);
-  check<TestType>(4, 301, 1.0, 1.0, s * 5 + 11, true);
-  check<TestType>(4, 301, 0.7, 2.0, s * 5 + 17, true);
+      for (const double tau : {1.0, 2.0}) check_delta<TestType>(v > 2000 ? 2 : 4, v, alpha, tau, (s++) * 5);
+  check_delta<TestType>(4, 301, 1.0, 1.0, s * 5 + 11, true);
+  check_delta<TestType>(4, 301, 0.7, 2.0, s * 5 + 17, true);
 }
 
 TEMPLATE_TEST_CASE("DeltaKL at alpha 0 is ForwardKL against the SFT teacher", "[delta_kl]", float, double) {

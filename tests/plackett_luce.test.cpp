@@ -15,8 +15,8 @@ namespace {
 using Labels = Eigen::Matrix<std::int64_t, Eigen::Dynamic, 1>;
 constexpr double kNegInf = -std::numeric_limits<double>::infinity();
 
-/// Labels uniform in [0, V), every third row ignored when `with_ignored`.
-Labels random_labels(long n, long v, std::uint32_t s, bool with_ignored) {
+/// 64-bit labels uniform in [0, V), every third row ignored when `with_ignored`.
+Labels random_labels64(long n, long v, std::uint32_t s, bool with_ignored) {
   std::mt19937 gen(s);
   std::uniform_int_distribution<long> d(0, v - 1);
   Labels y(n);
@@ -87,17 +87,6 @@ void check_against_reference(const kdloss::RowMatrix<T>& S, const kdloss::RowMat
   });
   INFO(why);
   CHECK(why.empty());
-}
-
-/// Logits drawn from `levels` integer values, so many entries tie exactly.
-template <class T>
-kdloss::RowMatrix<T> tied_logits(long n, long v, std::uint32_t s, int levels) {
-  std::mt19937 gen(s);
-  std::uniform_int_distribution<int> u(0, levels - 1);
-  kdloss::RowMatrix<T> m(n, v);
-  for (long i = 0; i < n; ++i)
-    for (long j = 0; j < v; ++j) m(i, j) = static_cast<T>(u(gen));
-  return m;
 }
 
 }  // namespace
@@ -193,7 +182,7 @@ TEMPLATE_TEST_CASE("PlackettLuce matches the long double reference", "[plackett_
       const long n = v > 2000 ? 3 : 7;
       const kdloss::RowMatrix<T> S = kdtest::random_logits<T>(n, v, s++);
       const kdloss::RowMatrix<T> Tt = kdtest::random_logits<T>(n, v, s++);
-      const Labels y = random_labels(n, v, s++, true);
+      const Labels y = random_labels64(n, v, s++, true);
       kdloss::Options<T> o;
       o.temperature = static_cast<T>(tau);
       check_against_reference<T>(S, Tt, y, o);
@@ -203,7 +192,7 @@ TEMPLATE_TEST_CASE("PlackettLuce matches the long double reference", "[plackett_
   const long n = 6, v = 333;
   const kdloss::RowMatrix<T> S = kdtest::random_logits<T>(n, v, s++, 5.0);
   const kdloss::RowMatrix<T> Tt = kdtest::random_logits<T>(n, v, s++, 2.0);
-  const Labels y = random_labels(n, v, s++, true);
+  const Labels y = random_labels64(n, v, s++, true);
   kdloss::Vector<T> w(n);
   w << T(0.5), T(2), T(1), T(0), T(0.25), T(3);
   kdloss::Options<T> o;
@@ -223,8 +212,8 @@ TEMPLATE_TEST_CASE("PlackettLuce ranks ties by lower class index first", "[plack
   std::uint32_t s = kdtest::seed(1930);
   for (const long v : {9L, 100L, 4099L}) {
     const kdloss::RowMatrix<T> S = kdtest::random_logits<T>(5, v, s++);
-    const kdloss::RowMatrix<T> Tt = tied_logits<T>(5, v, s++, 4);
-    check_against_reference<T>(S, Tt, random_labels(5, v, s++, false), kdloss::Options<T>{});
+    const kdloss::RowMatrix<T> Tt = kdtest::tied_logits<T>(5, v, s++, 4);
+    check_against_reference<T>(S, Tt, random_labels64(5, v, s++, false), kdloss::Options<T>{});
   }
   // A hand-checked row: t = (1, 2, 2, 1, -0, +0), label 3: ranking (3, 1, 2, 0, 4, 5), and a student
   // that tells the orders apart.
@@ -256,7 +245,7 @@ TEMPLATE_TEST_CASE("PlackettLuce gradient equals central finite differences", "[
       const long n = 3;
       kdloss::RowMatrix<double> S = kdtest::random_logits<double>(n, v, s++, 2.0);
       const kdloss::RowMatrix<double> Tt = kdtest::random_logits<double>(n, v, s++, 2.0);
-      const Labels y = random_labels(n, v, s++, false);
+      const Labels y = random_labels64(n, v, s++, false);
       kdloss::Vector<double> w(n);
       w << 0.5, 1.5, 1.0;
       kdloss::Options<double> o;
@@ -291,7 +280,7 @@ TEMPLATE_TEST_CASE("PlackettLuce with a one-hot teacher on the label is CrossEnt
   using T = TestType;
   const long n = 6, v = 1031;
   const kdloss::RowMatrix<T> S = kdtest::random_logits<T>(n, v, kdtest::seed(1950));
-  const Labels y = random_labels(n, v, kdtest::seed(1951), true);
+  const Labels y = random_labels64(n, v, kdtest::seed(1951), true);
   kdloss::RowMatrix<T> Tt = kdloss::RowMatrix<T>::Constant(n, v, -std::numeric_limits<T>::infinity());
   for (long i = 0; i < n; ++i) Tt(i, y[i] < 0 ? 0 : y[i]) = T(3);  // alpha = (1, 0, ..., 0)
   kdloss::RowMatrix<T> G(n, v), Gce(n, v);
@@ -315,7 +304,7 @@ TEMPLATE_TEST_CASE("PlackettLuce with a uniform teacher is ListMLE", "[plackett_
   for (const long v : {3L, 50L, 700L}) {
     const kdloss::RowMatrix<T> S = kdtest::random_logits<T>(n, v, s++);
     const kdloss::RowMatrix<T> Tt = kdloss::RowMatrix<T>::Constant(n, v, T(-1.25));
-    const Labels y = random_labels(n, v, s++, false);
+    const Labels y = random_labels64(n, v, s++, false);
     kdloss::Options<T> o;
     o.reduction = kdloss::Reduction::None;
     kdloss::Vector<T> rows(n);
@@ -482,7 +471,7 @@ TEMPLATE_TEST_CASE("PlackettLuce invariants", "[plackett_luce]", float, double) 
   const long n = 6, v = 777;
   const kdloss::RowMatrix<T> S = kdtest::random_logits<T>(n, v, kdtest::seed(2000));
   const kdloss::RowMatrix<T> Tt = kdtest::random_logits<T>(n, v, kdtest::seed(2001));
-  const Labels y = random_labels(n, v, kdtest::seed(2002), false);
+  const Labels y = random_labels64(n, v, kdtest::seed(2002), false);
   kdloss::Options<T> o;
   o.reduction = kdloss::Reduction::None;
   const kdloss::PlackettLuce<T> pl(o);
@@ -511,7 +500,7 @@ TEMPLATE_TEST_CASE("PlackettLuce options and reductions and accumulate", "[plack
   const long n = 6, v = 129;
   const kdloss::RowMatrix<T> S = kdtest::random_logits<T>(n, v, kdtest::seed(2010));
   const kdloss::RowMatrix<T> Tt = kdtest::random_logits<T>(n, v, kdtest::seed(2011));
-  const Labels y = random_labels(n, v, kdtest::seed(2012), true);
+  const Labels y = random_labels64(n, v, kdtest::seed(2012), true);
   kdloss::Vector<T> w(n);
   for (long i = 0; i < n; ++i) w[i] = T(0.5 + 0.25 * static_cast<double>(i % 4));
   const double tol = 16 * kdtest::eps<T>();
@@ -566,7 +555,7 @@ TEMPLATE_TEST_CASE("PlackettLuce layouts and no allocation after reserve", "[pla
   const long n = 5, v = 1000;
   const kdloss::RowMatrix<T> S = kdtest::random_logits<T>(n, v, kdtest::seed(2020));
   const kdloss::RowMatrix<T> Tt = kdtest::random_logits<T>(n, v, kdtest::seed(2021));
-  const Labels y = random_labels(n, v, kdtest::seed(2022), true);
+  const Labels y = random_labels64(n, v, kdtest::seed(2022), true);
   const Eigen::VectorXi y32 = y.template cast<int>();
   const kdloss::PlackettLuce<T> pl;
   kdloss::RowMatrix<T> G(n, v);
@@ -620,7 +609,7 @@ TEMPLATE_TEST_CASE("PlackettLuce float and double agree and SIMD path equals the
           for (long j = 0; j < v; ++j)
             if (std::isinf(static_cast<double>(S(i, j)))) Tt(i, j) = S(i, j);
       }
-      const Labels y = random_labels(n, v, s++, false);
+      const Labels y = random_labels64(n, v, s++, false);
       kdloss::Options<T> o;
       o.temperature = static_cast<T>(tau);
       o.reduction = kdloss::Reduction::Sum;

@@ -19,7 +19,7 @@ kdloss::RowMatrix<T> probabilities(long n, long v, std::uint32_t s, bool zeros =
 
 /// Value and gradient against the reference for one configuration.
 template <class T>
-void check(long n, long v, double a, double tau, std::uint32_t s, bool zeros = false) {
+void check_stce(long n, long v, double a, double tau, std::uint32_t s, bool zeros = false) {
   INFO("N=" << n << " V=" << v << " alpha=" << a << " tau=" << tau);
   const kdloss::RowMatrix<T> S = kdtest::random_logits<T>(n, v, s);
   const kdloss::RowMatrix<T> P = probabilities<T>(n, v, s + 1, zeros);
@@ -53,8 +53,8 @@ TEMPLATE_TEST_CASE("SoftTargetCrossEntropy matches the double reference", "[soft
   std::uint32_t s = kdtest::seed(4000);
   for (const long v : {1L, 3L, 17L, 1271L, 65537L})
     for (const double a : {0.0, 0.3, 0.8, 1.0})
-      for (const double tau : {1.0, 2.0}) check<TestType>(v > 2000 ? 3 : 5, v, a, tau, s++ * 3);
-  check<TestType>(5, 301, 0.5, 1.0, s * 3 + 7, true);  // targets with exact zeros
+      for (const double tau : {1.0, 2.0}) check_stce<TestType>(v > 2000 ? 3 : 5, v, a, tau, s++ * 3);
+  check_stce<TestType>(5, 301, 0.5, 1.0, s * 3 + 7, true);  // targets with exact zeros
 }
 
 TEMPLATE_TEST_CASE("SoftTargetCrossEntropy at alpha 0 is CrossEntropy", "[soft_target]", float, double) {

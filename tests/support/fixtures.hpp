@@ -37,6 +37,17 @@ void mask_random(kdloss::RowMatrix<T>& m, double fraction, std::uint32_t s) {
   }
 }
 
+/// N x V logits drawn from `levels` integer values, so many entries tie exactly.
+template <class T>
+kdloss::RowMatrix<T> tied_logits(Eigen::Index n, Eigen::Index v, std::uint32_t s, int levels) {
+  std::mt19937 gen(s);
+  std::uniform_int_distribution<int> u(0, levels - 1);
+  kdloss::RowMatrix<T> m(n, v);
+  for (Eigen::Index i = 0; i < n; ++i)
+    for (Eigen::Index j = 0; j < v; ++j) m(i, j) = static_cast<T>(u(gen));
+  return m;
+}
+
 /// Row-major double copy.
 template <class M>
 kdloss::RowMatrix<double> to_double(const M& m) {

@@ -10,6 +10,8 @@
 
 namespace kdtest::ref {
 
+/// The oracle's extended precision (80-bit on x86-64), where a sum needs more than double.
+using LD = long double;
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
 /// One row's reference result: value, gradient wrt s, and error scales for the comparisons

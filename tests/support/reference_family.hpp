@@ -13,7 +13,6 @@
 
 namespace kdtest::ref {
 
-using LD = long double;
 constexpr LD kInfL = std::numeric_limits<LD>::infinity();
 
 /// One entry of a divergence: its share of the value and h = q dD/dq (the gradient before

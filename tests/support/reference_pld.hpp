@@ -64,7 +64,6 @@ inline double weighted_plackett_luce(const double* s, const std::vector<long>& o
 /// log of c_k and z_k - max s; a gradient entry rounds every stage's alpha_k e_m / c_k with all of
 /// their factors' errors, and alpha_m.
 inline Row plackett_luce(const double* s, const double* t, long v, long label, double tau, bool direct = false) {
-  using LD = long double;
   const std::vector<long> order = pld_ranking(t, v, label);
   const size_t n = static_cast<size_t>(v);
   LD mt = -kInf, ms = -kInf;
