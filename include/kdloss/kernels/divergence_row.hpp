@@ -145,15 +145,18 @@ RowResult divergence_row_bound(const Gen& gen_in, const TeacherRow& teacher_in, 
 
   // The entry view, relative to the row maxima (so z/tau never overflows for huge logits). In base
   // 2, log2 p = k log2(e) (t - max t) - log2 S_t: p costs one fms and one exp2.
+  // Every lambda of the row is always inlined: one compiled out of line (g++ did so for the tail's
+  // instantiation) takes the address of what it captures, and as a store to the gradient row may
+  // alias those constants, the loops reload them from the stack at every vector.
   const PlainRow<T> srow{student};
   const double kappa = exp2_scale(k);  // pass 1's base-2 multiplier, which the stash is made with
   const B kb = B::splat(k), k2 = B::splat(static_cast<T>(kappa));
   const B mtb = B::splat(st.t.max), msb = B::splat(st.s.max), ln2 = B::splat(static_cast<T>(kLn2));
   const B lst2 = B::splat(static_cast<T>(lst * kLog2e)), lss2 = B::splat(static_cast<T>(lss * kLog2e));
   const B dl = B::splat(static_cast<T>(lst - lss));
-  auto log2q = [&](Index j, auto lanes) { return fms(srow.template load<B>(j, lanes) - msb, k2, lss2); };
+  auto log2q = [&](Index j, auto lanes) KDLOSS_INLINE_LAMBDA { return fms(srow.template load<B>(j, lanes) - msb, k2, lss2); };
   // The entry view, but for the side `skip` names (the caller fills it from pass 1's stash).
-  auto view = [&](Index j, auto lanes, auto skip) {
+  auto view = [&](Index j, auto lanes, auto skip) KDLOSS_INLINE_LAMBDA {
     constexpr Stash kSkip = decltype(skip)::value;
     const B dt = teacher.template load<B>(j, lanes) - mtb;
     const B ds = srow.template load<B>(j, lanes) - msb;
@@ -168,10 +171,10 @@ RowResult divergence_row_bound(const Gen& gen_in, const TeacherRow& teacher_in, 
     e.b2 = yb;
     return e;
   };
-  auto elem = [&](Index j, auto lanes) { return view(j, lanes, std::integral_constant<Stash, Stash::None>{}); };
+  auto elem = [&](Index j, auto lanes) KDLOSS_INLINE_LAMBDA { return view(j, lanes, std::integral_constant<Stash, Stash::None>{}); };
   // Entries masked on both sides (and tail lanes) contribute nothing, whatever the formula.
   const B ninf = B::splat(-std::numeric_limits<T>::infinity());
-  auto live = [&](const Elem<B>& e) { return (e.a > ninf) | (e.b > ninf); };
+  auto live = [&](const Elem<B>& e) KDLOSS_INLINE_LAMBDA { return (e.a > ninf) | (e.b > ninf); };
 
   double value = 0, centre = 0;
   if constexpr (kStatsValue) value = gen.value(kl);
@@ -216,13 +219,13 @@ RowResult divergence_row_bound(const Gen& gen_in, const TeacherRow& teacher_in, 
   const B cb = B::splat(static_cast<T>(centre)), gb = B::splat(out.scale);
   if (stash_h) {
     // h is in the row already: only q is recomputed (forward, where the value pass ended).
-    sweep<W>(0, n, [&](Index j, auto lanes) {
+    sweep<W>(0, n, [&](Index j, auto lanes) KDLOSS_INLINE_LAMBDA {
       const B q = simd::exp2_nonpositive(log2q(j, lanes));
       store(grad + j, gb * fnma(q, cb, load<B>(grad + j, lanes, T(0))), lanes);
     });
     return {value, RowError::None};
   }
-  auto grad_entry = [&](const Elem<B>& e) {
+  auto grad_entry = [&](const Elem<B>& e) KDLOSS_INLINE_LAMBDA {
     B h = gen.h(e);
     if constexpr (!gen_masks_itself<Gen>::value) h = select(live(e), h, B::splat(0));
     return gb * fnma(e.q, cb, h);
@@ -242,7 +245,7 @@ RowResult divergence_row_bound(const Gen& gen_in, const TeacherRow& teacher_in, 
         f1b = B::splat(f.f1);
         f2b = B::splat(f.f2);
       }
-      sweep_reverse<W>(b * kBlock, std::min(n, (b + 1) * kBlock), [&](Index j, auto lanes) {
+      sweep_reverse<W>(b * kBlock, std::min(n, (b + 1) * kBlock), [&](Index j, auto lanes) KDLOSS_INLINE_LAMBDA {
         Elem<B> e = view(j, lanes, from_stash);
         if constexpr (kFrom != Stash::None)
           (kFrom == Stash::Teacher ? e.p : e.q) = load<B>(grad + j, lanes, T(0)) * f1b * f2b;
