@@ -159,7 +159,8 @@ struct AlphaBeta {
   template <class T>
   std::variant<Bound<T, Case::Unit>, Bound<T, Case::General>, Bound<T, Case::Special>> bind() const {
     const double lambda = alpha + beta;
-    // Only the constants the case uses are made (the others would divide by 0).
+    // Every constant is made, as 0 where its divisor is 0: no case that such a divisor selects
+    // reads it (the Special case tests alpha, beta and lambda before it divides).
     auto constants = [&](auto& g) {
       g.alpha = alpha;
       g.beta = beta;
