@@ -8,6 +8,7 @@
 #include "support/suite.hpp"
 
 using kdtest::specs::Amari03;
+using kdtest::specs::Amari15;
 using kdtest::specs::Hellinger;
 using kdtest::specs::Jeffreys;
 using kdtest::specs::Neyman;
@@ -21,6 +22,7 @@ TEMPLATE_TEST_CASE("Jeffreys with maxima rising along the row", "[f_divergence]"
   kdtest::check_rising_maxima<Jeffreys, TestType>(kdtest::seed(700));
 }
 KDTEST_PAIR_LOSS_SUITE(Amari03, "Amari 0.3", "[f_divergence]")
+KDTEST_PAIR_LOSS_SUITE(Amari15, "Amari 1.5", "[f_divergence]")
 
 namespace {
 // The documented example: a user generator in a few lines (squared log-ratio divergence,

@@ -63,6 +63,10 @@ KDTEST_FAMILY_SPEC(Jeffreys, "kdloss::FDivergence<Jeffreys>",
 KDTEST_FAMILY_SPEC(Amari03, "kdloss::FDivergence<Amari>",
                    (kdloss::FDivergence<kdloss::generators::Amari, T, Arch>(o, kdloss::generators::Amari(0.3))),
                    ref::alpha_beta(0.3, 0.7))
+// Outside (0, 1): the general formula at lambda = 1, not the centre's shortcut.
+KDTEST_FAMILY_SPEC(Amari15, "kdloss::FDivergence<Amari>",
+                   (kdloss::FDivergence<kdloss::generators::Amari, T, Arch>(o, kdloss::generators::Amari(1.5))),
+                   ref::alpha_beta(1.5, -0.5))
 KDTEST_FAMILY_SPEC(Ab, "kdloss::AlphaBeta", (kdloss::AlphaBeta<T, Arch>(o, 0.2, 0.7)), ref::alpha_beta(0.2, 0.7))
 KDTEST_FAMILY_SPEC(AbNeg, "kdloss::AlphaBeta", (kdloss::AlphaBeta<T, Arch>(o, 1.5, -0.4)), ref::alpha_beta(1.5, -0.4))
 KDTEST_FAMILY_SPEC(AbBeta0, "kdloss::AlphaBeta", (kdloss::AlphaBeta<T, Arch>(o, 0.6, 0.0)), ref::alpha_beta(0.6, 0.0))

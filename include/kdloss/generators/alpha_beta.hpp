@@ -49,8 +49,11 @@ struct AlphaBeta {
 
   /// Which formula a bound generator evaluates.
   enum class Case {
-    Unit,     ///< the general one at \f$\lambda = 1\f$ (Amari's divergences): \f$p^\lambda = p\f$
-    General,  ///< \f$\alpha, \beta, \lambda \ne 0\f$
+    /// the general one at \f$\lambda = 1\f$ with \f$0 < \alpha < 1\f$ (Amari's divergences
+    /// between their limits KL(q||p) and KL(p||q)): \f$p^\lambda = p\f$, and the value is
+    /// \f$c/\beta\f$ with \f$c = \sum_v h_v\f$ (`value_of_centre`), so no entry takes \f$p\f$
+    Unit,
+    General,  ///< \f$\alpha, \beta, \lambda \ne 0\f$ (\f$\lambda = 1\f$ too, outside Unit's range)
     Special,  ///< \f$\alpha = 0\f$, \f$\beta = 0\f$ or \f$\lambda = 0\f$, chosen per entry
   };
 
@@ -59,8 +62,14 @@ struct AlphaBeta {
   template <class T, Case K>
   struct Bound {
     static constexpr bool Special = K == Case::Special;
+    /// Unit's value: with \f$\sum_v p_v = \sum_v q_v = 1\f$ and \f$\lambda = 1\f$,
+    /// \f$D = (1 - \sum_v p_v^\alpha q_v^\beta)/(\alpha\beta) = c/\beta\f$, \f$c = \sum_v h_v\f$.
+    static constexpr kernels::From value_from = K == Case::Unit ? kernels::From::Centre : kernels::From::Elementwise;
     double alpha, beta, lambda;
     T a, b, inv_a, inv_a2, inv_b2, inv_ab, a_over_l, b_over_l, inv_bl, inv_al;
+
+    /// Unit's value from the centring constant (\f$\beta > 0\f$ there).
+    double value_of_centre(double centre) const { return centre / beta; }
 
     template <class B>
     KDLOSS_INLINE B term(const kernels::Elem<B>& e) const {
@@ -93,6 +102,13 @@ struct AlphaBeta {
 
     template <class B>
     KDLOSS_INLINE B h(const kernels::Elem<B>& e) const {
+      if constexpr (K == Case::Unit) {
+        // (q - p^a q^b) / a with 0 < a, b < 1: an entry masked on one side takes its limit by
+        // itself (p^a q^b = 0 there: q/a where p = 0, 0 where q = 0), and p = q exactly gives
+        // exactly 0, so identical rows have a value (c / b) of exactly 0.
+        const B m = simd::exp2_nonpositive(fma(B::splat(a), e.a2, B::splat(b) * e.b2));
+        return select(e.a2 == e.b2, B::splat(T(0)), (e.q - m) * B::splat(inv_a));
+      }
       B g;
       if (Special && alpha == 0) {  // -q^b u
         g = -(pw(beta, e.b, e.b2, e.q) * e.u);
@@ -154,8 +170,9 @@ struct AlphaBeta {
   };
 
   /// The bound generator of this call: the general formula's when \f$\alpha, \beta, \lambda \ne
-  /// 0\f$ (Unit at \f$\lambda = 1\f$), else the special cases'. A variant, so the row kernel is
-  /// compiled for each and the loops of the general cases test no case per entry.
+  /// 0\f$ (Unit at \f$\lambda = 1\f$, \f$0 < \alpha < 1\f$), else the special cases'. A variant,
+  /// so the row kernel is compiled for each and the loops of the general cases test no case per
+  /// entry.
   template <class T>
   std::variant<Bound<T, Case::Unit>, Bound<T, Case::General>, Bound<T, Case::Special>> bind() const {
     const double lambda = alpha + beta;
@@ -176,7 +193,7 @@ struct AlphaBeta {
       g.inv_bl = beta != 0 && lambda != 0 ? static_cast<T>(1 / (beta * lambda)) : T(0);
       g.inv_al = alpha != 0 && lambda != 0 ? static_cast<T>(1 / (alpha * lambda)) : T(0);
     };
-    if (alpha != 0 && beta != 0 && lambda == 1) {
+    if (alpha > 0 && beta > 0 && lambda == 1) {
       Bound<T, Case::Unit> g{};
       constants(g);
       return g;

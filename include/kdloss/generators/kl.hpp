@@ -22,7 +22,9 @@ KDLOSS_BEGIN_NAMESPACE
 /// gradient (reported as an error by gradient calls). Optional members let the engine skip work:
 /// `value_from`/`centre_from = kernels::From::Stats` with `value(kl)`/`centre(kl)` (the value or the
 /// centring constant \f$\sum_v h_v\f$ as a function of the two KL divergences pass 1 computes when
-/// asked through `needs_fkl`/`needs_rkl`), `masks_itself` (h is already 0 where p = q = 0),
+/// asked through `needs_fkl`/`needs_rkl`), `value_from = kernels::From::Centre` with
+/// `value_of_centre(c)` (the value as a function of \f$c = \sum_v h_v\f$, which the value pass then
+/// sums alone: `term` is never called), `masks_itself` (h is already 0 where p = q = 0),
 /// `reuse` (`kernels::Stash::Teacher` or `Student`, or a `reuse_side()` that chooses per call: with
 /// a value and centre from pass 1, pass 1 leaves that side's exponentials in the gradient row and
 /// the gradient pass takes p or q from there instead of an exponential), and

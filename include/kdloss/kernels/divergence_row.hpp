@@ -16,6 +16,10 @@ namespace kernels {
 enum class From {
   Stats,        ///< a function of KL(p||q) and KL(q||p), which pass 1 computes anyway
   Elementwise,  ///< a sum over the row, in a pass of its own
+  /// (value only) a function of the centring constant \f$c = \sum_v h_v\f$ (`value_of_centre(c)`),
+  /// which the value pass sums anyway: no per-entry `term` (Amari's alpha-divergence:
+  /// \f$D = c/(1-\alpha)\f$)
+  Centre,
 };
 
 /// The two KL divergences of a row, as pass 1 computes them (+inf where a support is not
@@ -94,8 +98,8 @@ struct gen_binds<T, Gen, std::void_t<decltype(std::declval<const Gen&>().templat
 /// - pass 1 (row_stats): maxima and sums of exponentials of both rows, plus KL(p||q) and/or
 ///   KL(q||p) when the generator takes its value or centre from them;
 /// - a value pass, only for generators whose value or centre is a sum over the row: it sums
-///   \f$\mathrm{term}_v\f$ and \f$h_v\f$ and, when it may, leaves \f$h_v\f$ in the gradient row;
-///   it prefetches the next row (`out.next`);
+///   \f$\mathrm{term}_v\f$ (or, for a value from the centre, only \f$h_v\f$) and \f$h_v\f$ and,
+///   when it may, leaves \f$h_v\f$ in the gradient row; it prefetches the next row (`out.next`);
 /// - the gradient pass \f$\partial L/\partial s_j = \mathrm{scale}\,(h_j - q_j c) +
 ///   \beta\,\mathrm{row}_j\f$, \f$h = q\,g\f$, \f$c = \sum_v h_v\f$ (`out.scale` carries
 ///   \f$1/\tau\f$, the weight and the reduction), which then only recomputes \f$q\f$.
@@ -114,7 +118,11 @@ RowResult divergence_row_bound(const Gen& gen_in, const TeacherRow& teacher_in, 
   const TeacherRow teacher = teacher_in;
   constexpr int W = B::size;
   constexpr bool kStatsValue = gen_value_from<Gen>::value == From::Stats;
+  constexpr bool kCentreValue = gen_value_from<Gen>::value == From::Centre;
+  constexpr bool kTermValue = gen_value_from<Gen>::value == From::Elementwise;
   constexpr bool kStatsCentre = gen_centre_from<Gen>::value == From::Stats;
+  static_assert(gen_centre_from<Gen>::value != From::Centre, "a centre cannot come from itself");
+  static_assert(!kCentreValue || !kStatsCentre, "a value from the centre sums h in the value pass");
   constexpr bool kFkl = gen_needs_fkl<Gen>::value, kRkl = gen_needs_rkl<Gen>::value;
   T* const grad = out.row;
 
@@ -174,13 +182,15 @@ RowResult divergence_row_bound(const Gen& gen_in, const TeacherRow& teacher_in, 
   auto elem = [&](Index j, auto lanes) KDLOSS_INLINE_LAMBDA { return view(j, lanes, std::integral_constant<Stash, Stash::None>{}); };
   // Entries masked on both sides (and tail lanes) contribute nothing, whatever the formula.
   const B ninf = B::splat(-std::numeric_limits<T>::infinity());
-  auto live = [&](const Elem<B>& e) KDLOSS_INLINE_LAMBDA { return (e.a > ninf) | (e.b > ninf); };
+  // (In base 2: a = -inf exactly where a2 is, without the multiply a generator may not need.)
+  auto live = [&](const Elem<B>& e) KDLOSS_INLINE_LAMBDA { return (e.a2 > ninf) | (e.b2 > ninf); };
 
   double value = 0, centre = 0;
   if constexpr (kStatsValue) value = gen.value(kl);
-  // With a gradient to overwrite, the value pass leaves h in the gradient row.
-  const bool reduce_centre = !kStatsCentre && grad != nullptr;
-  const bool stash_h = reduce_centre && out.beta == T(0);
+  // With a gradient to overwrite, the value pass leaves h in the gradient row. A value from the
+  // centre sums h in every call.
+  const bool reduce_centre = kCentreValue || (!kStatsCentre && grad != nullptr);
+  const bool stash_h = reduce_centre && grad != nullptr && out.beta == T(0);
   if (!kStatsValue || reduce_centre) {
     // Float lanes over chunks of 32 vectors (each lane sums at most 32 terms, as in pass 1), double
     // across chunks: a float row of 150k entries stays within a few ulp on every path, the scalar
@@ -195,7 +205,7 @@ RowResult divergence_row_bound(const Gen& gen_in, const TeacherRow& teacher_in, 
         next.prefetch(n - 1 - j);  // the next row forwards, as its pass 1 will read it
         const Elem<B> e = elem(j, lanes);
         const auto m = live(e);
-        if constexpr (!kStatsValue) vs = vs + select(m, gen.term(e), B::splat(0));
+        if constexpr (kTermValue) vs = vs + select(m, gen.term(e), B::splat(0));
         if constexpr (!kStatsCentre) {
           if (reduce_centre) {
             const B h = select(m, gen.h(e), B::splat(0));
@@ -204,9 +214,10 @@ RowResult divergence_row_bound(const Gen& gen_in, const TeacherRow& teacher_in, 
           }
         }
       });
-      if constexpr (!kStatsValue) value += hsum_wide(vs);
+      if constexpr (kTermValue) value += hsum_wide(vs);
       if (reduce_centre) centre += hsum_wide(cs);
     }
+    if constexpr (kCentreValue) value = gen.value_of_centre(centre);
     if constexpr (!kStatsValue) value = std::max(value, 0.0);
   }
   if (grad == nullptr) return {value, RowError::None};
