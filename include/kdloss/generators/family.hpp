@@ -213,19 +213,19 @@ struct SquaredHellinger {
 /// Pearson \f$\chi^2\f$, \f$f(r) = (r - 1)^2\f$: \f$L = \sum_v (p_v - q_v)^2/q_v\f$.
 ///
 /// \f$g = 1 - r^2\f$, \f$h = q - p^2/q\f$, with \f$p^2/q = e^{2\log p - \log q}\f$ (so
-/// probabilities that underflow in float never give 0/0). Limits: \f$p_v = 0\f$ contributes
-/// \f$q_v\f$; \f$q_v = 0 < p_v\f$ gives \f$+\infty\f$ and an unbounded gradient (as does a ratio
-/// beyond the float range).
+/// probabilities that underflow in float never give 0/0), and \f$L = \sum_v p_v^2/q_v - 1 =
+/// -\sum_v h_v\f$ (the value pass sums h alone; h is exactly 0 where p = q, so identical rows give
+/// exactly 0). Limits: \f$p_v = 0\f$ contributes \f$q_v\f$; \f$q_v = 0 < p_v\f$ gives
+/// \f$+\infty\f$ and an unbounded gradient (as does a ratio beyond the float range).
 struct PearsonChi2 {
   static constexpr const char* name = "kdloss::FDivergence<PearsonChi2>";
-  template <class B>
-  KDLOSS_INLINE B term(const kernels::Elem<B>& e) const {  // p^2/q - 2p + q (exactly 0 at p = q)
-    using T = typename B::value_type;
-    return select(e.a == e.b, B::splat(T(0)), fma(B::splat(T(-2)), e.p, ratio(e) + e.q));
-  }
+  static constexpr kernels::From value_from = kernels::From::Centre;
+  /// \f$L = \sum_v p_v^2/q_v - 2\sum_v p_v + \sum_v q_v = -c\f$ (as both sums are 1).
+  double value_of_centre(double centre) const { return -centre; }
   template <class B>
   KDLOSS_INLINE B h(const kernels::Elem<B>& e) const {
-    return e.q - ratio(e);
+    using T = typename B::value_type;
+    return select(e.a == e.b, B::splat(T(0)), e.q - ratio(e));
   }
 
  private:
@@ -238,20 +238,19 @@ struct PearsonChi2 {
 
 /// Neyman \f$\chi^2\f$, \f$f(r) = (1 - r)^2/r\f$: \f$L = \sum_v (p_v - q_v)^2/p_v\f$.
 ///
-/// \f$g = 2(1/r - 1)\f$, \f$h = 2(q^2/p - q)\f$, with \f$q^2/p = e^{2\log q - \log p}\f$. Limits:
-/// \f$q_v = 0\f$ contributes \f$p_v\f$; \f$p_v = 0 < q_v\f$ gives \f$+\infty\f$ and an unbounded
-/// gradient.
+/// \f$g = 2(1/r - 1)\f$, \f$h = 2(q^2/p - q)\f$, with \f$q^2/p = e^{2\log q - \log p}\f$, and
+/// \f$L = \sum_v q_v^2/p_v - 1 = \tfrac12\sum_v h_v\f$ (the value pass sums h alone; h is exactly 0
+/// where p = q, so identical rows give exactly 0). Limits: \f$q_v = 0\f$ contributes \f$p_v\f$;
+/// \f$p_v = 0 < q_v\f$ gives \f$+\infty\f$ and an unbounded gradient.
 struct NeymanChi2 {
   static constexpr const char* name = "kdloss::FDivergence<NeymanChi2>";
-  template <class B>
-  KDLOSS_INLINE B term(const kernels::Elem<B>& e) const {  // q^2/p - 2q + p (exactly 0 at p = q)
-    using T = typename B::value_type;
-    return select(e.a == e.b, B::splat(T(0)), fma(B::splat(T(-2)), e.q, ratio(e) + e.p));
-  }
+  static constexpr kernels::From value_from = kernels::From::Centre;
+  /// \f$L = \sum_v q_v^2/p_v - 2\sum_v q_v + \sum_v p_v = c/2\f$ (as both sums are 1).
+  double value_of_centre(double centre) const { return centre / 2; }
   template <class B>
   KDLOSS_INLINE B h(const kernels::Elem<B>& e) const {
     using T = typename B::value_type;
-    return B::splat(T(2)) * (ratio(e) - e.q);
+    return select(e.a == e.b, B::splat(T(0)), B::splat(T(2)) * (ratio(e) - e.q));
   }
 
  private:
