@@ -2,6 +2,7 @@
 // range, a dense double sample, and the special values.
 // SPDX-License-Identifier: Apache-2.0
 #include <catch2/catch.hpp>
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -163,6 +164,85 @@ TEST_CASE("kernel exp2 (float, y <= 64) is within 3 ulp of std::exp2", "[simd][e
   (void)one(std::numeric_limits<float>::infinity());  // defined (pass 1 discards it), no trap
   CHECK(one(-1e30f) == 0.0f);
   CHECK(std::isnan(one(std::numeric_limits<float>::quiet_NaN())));
+}
+
+TEST_CASE("exp2 for any y (float) is within 3 ulp of std::exp2 over the whole float range", "[simd][exp]") {
+  // The powers x^c = 2^(c log2 x) of either sign of c (AlphaBeta's general case): every float
+  // with a stride (11 million values), the kernels' exponential's bound where the result is a
+  // normal float, +inf from y = 128 on, and the very value of exp2_nonpositive wherever that one
+  // is defined (y <= 64).
+  using B = simd::batch<float, Arch>;
+  INFO("instruction set " << Arch::name);
+  float in[B::size], out[B::size], kernel[B::size];
+  std::int64_t worst = 0;
+  float worst_y = 0;
+  double worst_sub = 0;
+  long nan_bad = 0, overflow_bad = 0, kernel_differs = 0;
+  for (std::uint64_t u = 0; u < (std::uint64_t{1} << 32); u += 389u * B::size) {
+    for (int l = 0; l < B::size; ++l) {
+      const auto bits = static_cast<std::uint32_t>(u + static_cast<std::uint64_t>(l) * 389u);
+      std::memcpy(&in[l], &bits, sizeof bits);
+    }
+    simd::exp2(B::load(in)).store(out);
+    simd::exp2_nonpositive(B::load(in)).store(kernel);
+    for (int l = 0; l < B::size; ++l) {
+      const float ref = std::exp2(in[l]);
+      if (std::isnan(in[l])) {
+        nan_bad += !std::isnan(out[l]);
+        continue;
+      }
+      if (in[l] <= 64.0f) kernel_differs += std::memcmp(&out[l], &kernel[l], sizeof(float)) != 0;
+      if (in[l] >= 128.0f) {
+        overflow_bad += out[l] != std::numeric_limits<float>::infinity();
+      } else if (ref >= std::numeric_limits<float>::min()) {
+        const std::int64_t d = ulp_distance(out[l], ref);
+        if (d > worst) worst = d, worst_y = in[l];
+      } else {  // subnormal results, as the kernels' exponential's test bounds them
+        worst_sub = std::max(worst_sub, std::fabs(static_cast<double>(out[l]) - static_cast<double>(ref)));
+      }
+    }
+  }
+  INFO("worst at y = " << worst_y);
+  CHECK(worst <= 3);
+  CHECK(worst_sub <= 4 * static_cast<double>(std::numeric_limits<float>::denorm_min()));
+  CHECK(nan_bad == 0);
+  CHECK(overflow_bad == 0);
+  CHECK(kernel_differs == 0);
+  auto one = [](float y) {
+    float v[B::size], o[B::size];
+    for (int l = 0; l < B::size; ++l) v[l] = y;
+    simd::exp2(B::load(v)).store(o);
+    return o[0];
+  };
+  constexpr float inf = std::numeric_limits<float>::infinity();
+  CHECK(one(-inf) == 0.0f);
+  CHECK(one(inf) == inf);
+  CHECK(one(0.0f) == 1.0f);
+  CHECK(one(100.0f) == 0x1p100f);
+  CHECK(one(127.5f) == std::exp2(127.5f));
+  CHECK(one(1e30f) == inf);
+  CHECK(std::isnan(one(std::numeric_limits<float>::quiet_NaN())));
+}
+
+TEST_CASE("exp2 for any y (double) is the full-range exponential", "[simd][exp]") {
+  using B = simd::batch<double, Arch>;
+  auto one = [](double y) {
+    double v[B::size], o[B::size];
+    for (int l = 0; l < B::size; ++l) v[l] = y;
+    simd::exp2(B::load(v)).store(o);
+    return o[0];
+  };
+  // e^(y ln 2): the product's rounding, relative |y| ln 2 eps, bounds the error, not the exp.
+  for (const double y : {-1000.5, -3.25, 0.0, 0.5, 100.0, 1000.25, 1023.5}) {
+    INFO("y = " << y);
+    const double ref = std::exp2(y);
+    CHECK(std::fabs(one(y) - ref) <= (std::fabs(y) + 2) * 2 * std::numeric_limits<double>::epsilon() * ref);
+  }
+  constexpr double inf = std::numeric_limits<double>::infinity();
+  CHECK(one(1024.5) == inf);
+  CHECK(one(inf) == inf);
+  CHECK(one(-inf) == 0.0);
+  CHECK(std::isnan(one(std::numeric_limits<double>::quiet_NaN())));
 }
 
 TEST_CASE("vector log and expm1 (float) over the whole float range", "[simd][log]") {
