@@ -22,11 +22,11 @@ namespace generators {
 /// \f$(1, 0)\f$ is KL(p||q), \f$(0, 1)\f$ is KL(q||p), \f$(\frac12, \frac12)\f$ is
 /// \f$2\sum(\sqrt p - \sqrt q)^2\f$, \f$(\alpha, 1-\alpha)\f$ is Amari's alpha-divergence.
 ///
-/// Each case is evaluated from its own formula with every power taken as \f$2^{c\log_2 p}\f$
-/// (in the special cases, \f$e^{c\log p}\f$ for \f$c < 0\f$) (so
-/// probabilities that underflow in float, and ratios beyond float's range, give the float-rounded
-/// value, never 0 times infinity); \f$h = q\,\partial D/\partial q = (q^\lambda - p^\alpha
-/// q^\beta)/\alpha\f$, \f$-q^\beta\log(p/q)\f$ at \f$\alpha = 0\f$. Near (not at) \f$\beta = 0\f$ the
+/// Each case is evaluated from its own formula with every power taken as \f$2^{c\log_2 p}\f$ (the
+/// special cases take \f$e^{c\log p}\f$ for \f$c < 0\f$), so probabilities that underflow in
+/// float, and ratios beyond float's range, give the float-rounded value, never 0 times infinity;
+/// \f$h = q\,\partial D/\partial q = (q^\lambda - p^\alpha q^\beta)/\alpha\f$,
+/// \f$-q^\beta\log(p/q)\f$ at \f$\alpha = 0\f$. Near (not at) \f$\beta = 0\f$ the
 /// general formula loses about \f$\epsilon/|\beta|\f$ relative; near \f$p = q\f$ its terms cancel to
 /// an absolute error of about \f$\epsilon(p^\lambda + q^\lambda)/|\alpha\beta|\f$ per entry.
 ///
@@ -143,8 +143,8 @@ struct AlphaBeta {
       return simd::exp(B::splat(T(c)) * log_x);
     }
     /// \f$x^\lambda\f$: x itself in the Unit case, \f$2^{\lambda\log_2 x}\f$ in the General one
-    /// (`simd::exp2`, whatever the sign of \f$\lambda\f$: a test of it per vector, which g++ leaves
-    /// in the loop, made AlphaBeta (0.2, 0.7) 1.25x slower), `pw` in the Special one.
+    /// (`simd::exp2`, whatever the sign of \f$\lambda\f$: with `pw`'s tests of c per vector, which
+    /// g++ leaves in the loop, AlphaBeta (0.2, 0.7) took 1.39x the time), `pw` in the Special one.
     template <class B>
     KDLOSS_INLINE B pw_lambda(B log_x, B log2_x, B x) const {
       if constexpr (K == Case::Unit)
