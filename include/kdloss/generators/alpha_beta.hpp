@@ -92,7 +92,8 @@ struct AlphaBeta {
         t = (rest - m) * B::splat(inv_ab);
       }
       // p = q exactly (same logits): the divergence is exactly 0, not a residue of the cancellation.
-      t = select(e.a == e.b, B::splat(T(0)), t);
+      // (The base-2 logs, as every test here: the general case needs no other.)
+      t = select(e.a2 == e.b2, B::splat(T(0)), t);
       return one_sided(e, t, [&](B pa) {  // q = 0 < p
         return beta > 0 && lambda > 0 ? pa * B::splat(inv_bl) : inf<B>();
       }, [&](B qa) {  // p = 0 < q
@@ -169,7 +170,7 @@ struct AlphaBeta {
     template <class B, class QZero, class PZero>
     KDLOSS_INLINE B one_sided(const kernels::Elem<B>& e, B v, QZero q_zero, PZero p_zero) const {
       const B ninf = B::splat(-std::numeric_limits<T>::infinity());
-      const auto qm = (e.b == ninf) & (e.a > ninf), pm = (e.a == ninf) & (e.b > ninf);
+      const auto qm = (e.b2 == ninf) & (e.a2 > ninf), pm = (e.a2 == ninf) & (e.b2 > ninf);
       if (any(qm)) v = select(qm, q_zero(pw_lambda(e.a, e.a2, e.p)), v);
       if (any(pm)) v = select(pm, p_zero(pw_lambda(e.b, e.b2, e.q)), v);
       return v;
