@@ -64,7 +64,8 @@ struct AlphaBeta {
     static constexpr bool Special = K == Case::Special;
     /// Unit's value: with \f$\sum_v p_v = \sum_v q_v = 1\f$ and \f$\lambda = 1\f$,
     /// \f$D = (1 - \sum_v p_v^\alpha q_v^\beta)/(\alpha\beta) = c/\beta\f$, \f$c = \sum_v h_v\f$.
-    static constexpr kernels::From value_from = K == Case::Unit ? kernels::From::Centre : kernels::From::Elementwise;
+    static constexpr kernels::From value_from =
+        K == Case::Unit ? kernels::From::Centre : kernels::From::Elementwise;
     double alpha, beta, lambda;
     T a, b, inv_a, inv_a2, inv_b2, inv_ab, a_over_l, b_over_l, inv_bl, inv_al;
 
@@ -73,6 +74,7 @@ struct AlphaBeta {
 
     template <class B>
     KDLOSS_INLINE B term(const kernels::Elem<B>& e) const {
+      static_assert(K != Case::Unit, "Unit's value comes from the centre: the engine never asks its term");
       B t;
       if (Special && beta == 0 && alpha == 0) {
         t = B::splat(T(0.5)) * e.u * e.u;
@@ -143,14 +145,14 @@ struct AlphaBeta {
       if (c > 0) return simd::exp2_nonpositive(B::splat(T(c)) * log2_x);
       return simd::exp(B::splat(T(c)) * log_x);
     }
-    /// \f$x^\lambda\f$: x itself in the Unit case, \f$2^{\lambda\log_2 x}\f$ in the General one
-    /// (`simd::exp2`, whatever the sign of \f$\lambda\f$: with `pw`'s tests of c per vector, which
-    /// g++ leaves in the loop, AlphaBeta (0.2, 0.7) took 1.39x the time), `pw` in the Special one.
+    /// \f$x^\lambda\f$ (the General and Special cases; Unit's h needs none): \f$2^{\lambda\log_2 x}\f$
+    /// in the General one (`simd::exp2`, whatever the sign of \f$\lambda\f$: with `pw`'s tests of c
+    /// per vector, which g++ leaves in the loop, AlphaBeta (0.2, 0.7) took 1.39x the time), `pw` in
+    /// the Special one.
     template <class B>
     KDLOSS_INLINE B pw_lambda(B log_x, B log2_x, B x) const {
-      if constexpr (K == Case::Unit)
-        return x;
-      else if constexpr (K == Case::General)
+      static_assert(K != Case::Unit, "Unit takes no power of lambda");
+      if constexpr (K == Case::General)
         return simd::exp2(B::splat(T(lambda)) * log2_x);
       else
         return pw(lambda, log_x, log2_x, x);
