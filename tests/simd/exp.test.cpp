@@ -245,11 +245,11 @@ TEST_CASE("exp2 for any y (double) is the full-range exponential", "[simd][exp]"
   CHECK(std::isnan(one(std::numeric_limits<double>::quiet_NaN())));
 }
 
-TEST_CASE("vector log and expm1 (float) over the whole float range", "[simd][log]") {
+TEST_CASE("vector log, log2 and expm1 (float) over the whole float range", "[simd][log]") {
   using B = simd::batch<float, Arch>;
-  float in[B::size], out[B::size], out_nn[B::size];
-  std::int64_t worst_log = 0, worst_expm1 = 0;
-  float at_log = 0, at_expm1 = 0;
+  float in[B::size], out[B::size], out_nn[B::size], out_2[B::size];
+  std::int64_t worst_log = 0, worst_expm1 = 0, worst_log2 = 0;
+  float at_log = 0, at_expm1 = 0, at_log2 = 0;
   long nan_bad = 0, nn_differs = 0;
   for (std::uint64_t u = 0; u < (std::uint64_t{1} << 32); u += 97u * B::size) {
     for (int l = 0; l < B::size; ++l) {
@@ -258,6 +258,7 @@ TEST_CASE("vector log and expm1 (float) over the whole float range", "[simd][log
     }
     simd::log(B::load(in)).store(out);
     simd::log_nonnegative(B::load(in)).store(out_nn);
+    simd::log2_nonnegative(B::load(in)).store(out_2);
     for (int l = 0; l < B::size; ++l) {
       const float ref = std::log(in[l]);
       if (std::isnan(ref)) {
@@ -266,7 +267,12 @@ TEST_CASE("vector log and expm1 (float) over the whole float range", "[simd][log
         worst_log = d, at_log = in[l];
       }
       // Where its argument is allowed (finite, >= 0), log_nonnegative is log without the guards.
-      if (in[l] >= 0 && std::isfinite(in[l])) nn_differs += std::memcmp(&out[l], &out_nn[l], sizeof(float)) != 0;
+      if (in[l] >= 0 && std::isfinite(in[l])) {
+        nn_differs += std::memcmp(&out[l], &out_nn[l], sizeof(float)) != 0;
+        // log2_nonnegative on its domain, against the correctly rounded base-2 log.
+        const auto ref2 = static_cast<float>(std::log2(static_cast<double>(in[l])));
+        if (const std::int64_t d = ulp_distance(out_2[l], ref2); d > worst_log2) worst_log2 = d, at_log2 = in[l];
+      }
     }
     simd::expm1(B::load(in)).store(out);
     for (int l = 0; l < B::size; ++l) {
@@ -278,8 +284,9 @@ TEST_CASE("vector log and expm1 (float) over the whole float range", "[simd][log
       }
     }
   }
-  INFO("log worst at " << at_log << ", expm1 worst at " << at_expm1);
+  INFO("log worst at " << at_log << ", log2 worst at " << at_log2 << ", expm1 worst at " << at_expm1);
   CHECK(worst_log <= 1);
+  CHECK(worst_log2 <= 2);
   CHECK(worst_expm1 <= 2);
   CHECK(nan_bad == 0);
   CHECK(nn_differs == 0);
@@ -308,22 +315,29 @@ TEMPLATE_TEST_CASE("vector log and expm1 special values and double accuracy", "[
   CHECK(one(lnn, T(1)) == T(0));
   CHECK(one(lnn, std::numeric_limits<T>::denorm_min()) == one(lg, std::numeric_limits<T>::denorm_min()));
   CHECK(one(lnn, std::numeric_limits<T>::max()) == one(lg, std::numeric_limits<T>::max()));
+  auto l2 = [](B x) { return simd::log2_nonnegative(x); };
+  CHECK(one(l2, T(0)) == -inf);
+  CHECK(one(l2, T(1)) == T(0));
+  CHECK(one(l2, T(0.5)) == T(-1));
+  CHECK(one(l2, std::numeric_limits<T>::denorm_min()) == T(std::numeric_limits<T>::min_exponent - std::numeric_limits<T>::digits));
   CHECK(one(em, T(0)) == T(0));
   CHECK(one(em, -inf) == T(-1));
   CHECK(one(em, inf) == inf);
   CHECK(ulp_distance(one(em, T(1e-10)), std::expm1(T(1e-10))) <= 1);
   std::mt19937_64 gen(777);
   std::uniform_real_distribution<double> wide(-700.0, 700.0), narrow(-8.0, 8.0);
-  std::int64_t worst_log = 0, worst_expm1 = 0;
+  std::int64_t worst_log = 0, worst_expm1 = 0, worst_log2 = 0;
   long nn_differs = 0;
   for (int k = 0; k < 200000; ++k) {
     const T x = static_cast<T>(std::exp(wide(gen) / (sizeof(T) == 4 ? 8.0 : 1.0)));
     worst_log = std::max(worst_log, ulp_distance(one(lg, x), std::log(x)));
     nn_differs += one(lnn, x) != one(lg, x);
+    worst_log2 = std::max(worst_log2, ulp_distance(one(l2, x), std::log2(x)));
     const T y = static_cast<T>(narrow(gen));
     worst_expm1 = std::max(worst_expm1, ulp_distance(one(em, y), std::expm1(y)));
   }
   CHECK(worst_log <= 2);
+  CHECK(worst_log2 <= 2);
   CHECK(worst_expm1 <= 2);
   CHECK(nn_differs == 0);
 }

@@ -12,22 +12,22 @@ KDLOSS_BEGIN_NAMESPACE
 namespace generators {
 
 namespace detail {
-/// log(x) as T, with log 0 = -inf.
+/// log2(x) as T, with log2 0 = -inf.
 template <class T>
-T log_or_ninf(double x) {
-  return x > 0 ? static_cast<T>(std::log(x)) : -std::numeric_limits<T>::infinity();
+T log2_or_ninf(double x) {
+  return x > 0 ? static_cast<T>(std::log2(x)) : -std::numeric_limits<T>::infinity();
 }
 
-/// The weight \f$w\f$ of p in a mixture \f$m = w p + (1 - w) q\f$ and the logs of both weights, in
-/// T. Made once per row by the mixture generators' `bind` (a std::log per entry would cost more
-/// than the entry's whole formula: the compiler cannot hoist a call that may set errno).
+/// The weight \f$w\f$ of p in a mixture \f$m = w p + (1 - w) q\f$ and the base-2 logs of both
+/// weights, in T. Made once per row by the mixture generators' `bind` (a std::log2 per entry would
+/// cost more than the entry's whole formula: the compiler cannot hoist a call that may set errno).
 template <class T>
 struct MixWeight {
-  T w, log_w, log_1mw;
+  T w, log2_w, log2_1mw;
   /// \param w the weight of p; \param one_minus_w the weight of q (passed apart: 1 - (1 - a) is not
   /// always a in floating point)
   static MixWeight of(double w, double one_minus_w) {
-    return {static_cast<T>(w), log_or_ninf<T>(w), log_or_ninf<T>(one_minus_w)};
+    return {static_cast<T>(w), log2_or_ninf<T>(w), log2_or_ninf<T>(one_minus_w)};
   }
   /// \f$m = w p + (1 - w) q\f$ of one vector of entries.
   template <class B>
@@ -47,29 +47,31 @@ inline void check_skew_alpha(const char* who, double alpha) {
                                               std::to_string(alpha) + ")");
 }
 
-/// \f$x - \log m\f$ bounded below by -big (x = -inf on a masked side: its weight is 0 there).
+/// \f$x_2 - \log_2 m\f$ (a base-2 log ratio) bounded below by -big (\f$x_2 = -\infty\f$ on a masked
+/// side: its weight is 0 there).
 template <class B>
-KDLOSS_INLINE B minus_log_mixture(B x, B log_m) {
-  return max(x - log_m, -big<B>());
+KDLOSS_INLINE B minus_log_mixture(B x2, B log2_m) {
+  return max(x2 - log2_m, -big<B>());
 }
 
-/// \f$\log m\f$ of the mixture \f$m = w p + (1 - w) q\f$. Formed in probability space (one log),
-/// then bounded below by \f$\max(\log w + \log p, \log(1 - w) + \log q)\f$, which holds exactly and
-/// is finite whenever one log is: where \f$p\f$ and \f$q\f$ both underflow to 0 (log-probabilities
-/// below -104 in float) the mixture's log stays finite, so no \f$0\cdot\log 0\f$ can become NaN
-/// (the failure of Liger-Kernel #1453). Where m is a normal float this equals the log-space
-/// `logaddexp` to rounding, at one transcendental instead of two; where m is subnormal, the entry's
-/// share of the value is below \f$10^{-38}/\min(w, 1-w)\f$ times a log. Equal logs give exactly that
-/// log, and a weight of 0 or 1 the exact log of the remaining component.
+/// \f$\log_2 m\f$ of the mixture \f$m = w p + (1 - w) q\f$. Formed in probability space (one log),
+/// then bounded below by \f$\max(\log_2 w + \log_2 p, \log_2(1 - w) + \log_2 q)\f$, which holds
+/// exactly and is finite whenever one log is: where \f$p\f$ and \f$q\f$ both underflow to 0
+/// (log-probabilities below -104 in float) the mixture's log stays finite, so no \f$0\cdot\log 0\f$
+/// can become NaN (the failure of Liger-Kernel #1453). Where m is a normal float this equals the
+/// log-space `logaddexp` to rounding, at one transcendental instead of two; where m is subnormal, the
+/// entry's share of the value is below \f$10^{-38}/\min(w, 1-w)\f$ times a log. Equal logs give
+/// exactly that log, and a weight of 0 or 1 the exact log of the remaining component. In base 2, as
+/// the kernel's own logs \f$a_2, b_2\f$: no multiply by \f$\ln 2\f$ per entry makes natural ones.
 template <class B>
-KDLOSS_INLINE B log_mixture(const kernels::Elem<B>& e, const MixWeight<typename B::value_type>& mw) {
+KDLOSS_INLINE B log2_mixture(const kernels::Elem<B>& e, const MixWeight<typename B::value_type>& mw) {
   // A weight of 0 or 1 leaves one component, whose log is exact (its probability may be
   // subnormal, where a float log is not).
-  if (mw.w == 0) return e.b;
-  if (mw.w == 1) return e.a;
-  const B lm = max(simd::log_nonnegative(mw.mixture(e)), max(e.a + B::splat(mw.log_w), e.b + B::splat(mw.log_1mw)));
+  if (mw.w == 0) return e.b2;
+  if (mw.w == 1) return e.a2;
+  const B lm = max(simd::log2_nonnegative(mw.mixture(e)), max(e.a2 + B::splat(mw.log2_w), e.b2 + B::splat(mw.log2_1mw)));
   // p = q exactly (same logits): log m is log p, so D(p||p) = 0 exactly, not a rounding residue.
-  return select(e.a == e.b, e.a, lm);
+  return select(e.a2 == e.b2, e.a2, lm);
 }
 }  // namespace detail
 
@@ -92,21 +94,22 @@ struct JensenShannon {
   template <class T>
   struct Bound {
     detail::MixWeight<T> mix;
-    T beta, one_minus_beta;
+    T beta_ln2, one_minus_beta_ln2;  // the weights times ln 2: the log ratios are base 2
     template <class B>
     KDLOSS_INLINE B term(const kernels::Elem<B>& e) const {
-      const B lm = detail::log_mixture(e, mix);
-      const B da = detail::minus_log_mixture(e.a, lm), db = detail::minus_log_mixture(e.b, lm);
-      return fma(B::splat(beta) * e.p, da, B::splat(one_minus_beta) * e.q * db);
+      const B lm = detail::log2_mixture(e, mix);
+      const B da = detail::minus_log_mixture(e.a2, lm), db = detail::minus_log_mixture(e.b2, lm);
+      return fma(B::splat(beta_ln2) * e.p, da, B::splat(one_minus_beta_ln2) * e.q * db);
     }
     template <class B>
     KDLOSS_INLINE B h(const kernels::Elem<B>& e) const {
-      return B::splat(one_minus_beta) * e.q * detail::minus_log_mixture(e.b, detail::log_mixture(e, mix));
+      return B::splat(one_minus_beta_ln2) * e.q * detail::minus_log_mixture(e.b2, detail::log2_mixture(e, mix));
     }
   };
   template <class T>
   Bound<T> bind() const {
-    return {detail::MixWeight<T>::of(beta, 1 - beta), static_cast<T>(beta), static_cast<T>(1 - beta)};
+    return {detail::MixWeight<T>::of(beta, 1 - beta), static_cast<T>(beta * kernels::kLn2),
+            static_cast<T>((1 - beta) * kernels::kLn2)};
   }
 };
 
@@ -127,7 +130,7 @@ struct SkewKL {
     T alpha_minus_1;
     template <class B>
     KDLOSS_INLINE B term(const kernels::Elem<B>& e) const {
-      return e.p * detail::minus_log_mixture(e.a, detail::log_mixture(e, mix));
+      return B::splat(T(kernels::kLn2)) * e.p * detail::minus_log_mixture(e.a2, detail::log2_mixture(e, mix));
     }
     template <class B>
     KDLOSS_INLINE B h(const kernels::Elem<B>& e) const {
@@ -157,12 +160,12 @@ struct SkewReverseKL {
     T alpha;
     template <class B>
     KDLOSS_INLINE B term(const kernels::Elem<B>& e) const {
-      return e.q * detail::minus_log_mixture(e.b, detail::log_mixture(e, mix));
+      return B::splat(T(kernels::kLn2)) * e.q * detail::minus_log_mixture(e.b2, detail::log2_mixture(e, mix));
     }
     template <class B>
     KDLOSS_INLINE B h(const kernels::Elem<B>& e) const {
-      const B db = detail::minus_log_mixture(e.b, detail::log_mixture(e, mix));
-      return fnma(B::splat(alpha) * e.q, mix.q_over_mixture(e), e.q * (db + B::splat(T(1))));
+      const B db = detail::minus_log_mixture(e.b2, detail::log2_mixture(e, mix));  // log2(q/m)
+      return fnma(B::splat(alpha) * e.q, mix.q_over_mixture(e), e.q * fma(db, B::splat(T(kernels::kLn2)), B::splat(T(1))));
     }
   };
   template <class T>

@@ -175,6 +175,21 @@ KDLOSS_INLINE B log_positive(B x) {
   return fma(e, B::splat(K::ln2_hi), fma(e, B::splat(K::ln2_lo), K::log1p_reduced(m - B::splat(T(1)))));
 }
 
+/// \f$\log_2 x\f$ for a finite x > 0, as `log_positive`: the same reduction, then
+/// \f$e + \log(m)\log_2 e\f$ with one fused multiply-add (where `log_positive` takes two for
+/// \f$e\ln 2\f$ in two parts).
+template <class B>
+KDLOSS_INLINE B log2_positive(B x) {
+  using T = typename B::value_type;
+  using K = log_constants<T>;
+  B m, e;
+  decompose(x, m, e);
+  const auto big = m > B::splat(T(1.41421356237309504880));
+  m = select(big, m * B::splat(T(0.5)), m);
+  e = select(big, e + B::splat(T(1)), e);
+  return fma(K::log1p_reduced(m - B::splat(T(1))), B::splat(T(1.44269504088896340736)), e);
+}
+
 }  // namespace detail
 
 /// Lane-wise natural logarithm. \f$\log 0 = -\infty\f$, \f$\log(+\infty) = +\infty\f$, negative
@@ -200,6 +215,18 @@ template <class B>
 KDLOSS_INLINE B log_nonnegative(B x) {
   using T = typename B::value_type;
   return select(x == B::splat(T(0)), B::splat(-std::numeric_limits<T>::infinity()), detail::log_positive(x));
+}
+
+/// Lane-wise base-2 logarithm of a finite, non-negative x (a probability or a mixture of
+/// probabilities), with the contract of `log_nonnegative`: \f$\log_2 0 = -\infty\f$, subnormals
+/// exact-range; undefined (but no undefined behaviour) for a negative, infinite or NaN x. The
+/// kernels' logs are base 2 (their exponentials are `exp2_nonpositive`): a mixture's log in base 2
+/// meets the entry's base-2 logs without a multiply by \f$\ln 2\f$. Accuracy bounded by
+/// `tests/simd/exp.test.cpp`.
+template <class B>
+KDLOSS_INLINE B log2_nonnegative(B x) {
+  using T = typename B::value_type;
+  return select(x == B::splat(T(0)), B::splat(-std::numeric_limits<T>::infinity()), detail::log2_positive(x));
 }
 
 /// Lane-wise \f$e^x - 1\f$, accurate for small \f$|x|\f$ (a series below 1/2, `exp(x) - 1` above).
