@@ -69,7 +69,8 @@ KDLOSS_INLINE B log2_mixture(const kernels::Elem<B>& e, const MixWeight<typename
   // subnormal, where a float log is not).
   if (mw.w == 0) return e.b2;
   if (mw.w == 1) return e.a2;
-  const B lm = max(simd::log2_nonnegative(mw.mixture(e)), max(e.a2 + B::splat(mw.log2_w), e.b2 + B::splat(mw.log2_1mw)));
+  const B bound = max(e.a2 + B::splat(mw.log2_w), e.b2 + B::splat(mw.log2_1mw));
+  const B lm = max(simd::log2_nonnegative(mw.mixture(e)), bound);
   // p = q exactly (same logits): log m is log p, so D(p||p) = 0 exactly, not a rounding residue.
   return select(e.a2 == e.b2, e.a2, lm);
 }
@@ -103,7 +104,8 @@ struct JensenShannon {
     }
     template <class B>
     KDLOSS_INLINE B h(const kernels::Elem<B>& e) const {
-      return B::splat(one_minus_beta_ln2) * e.q * detail::minus_log_mixture(e.b2, detail::log2_mixture(e, mix));
+      const B db = detail::minus_log_mixture(e.b2, detail::log2_mixture(e, mix));  // log2(q/m)
+      return B::splat(one_minus_beta_ln2) * e.q * db;
     }
   };
   template <class T>
@@ -165,7 +167,8 @@ struct SkewReverseKL {
     template <class B>
     KDLOSS_INLINE B h(const kernels::Elem<B>& e) const {
       const B db = detail::minus_log_mixture(e.b2, detail::log2_mixture(e, mix));  // log2(q/m)
-      return fnma(B::splat(alpha) * e.q, mix.q_over_mixture(e), e.q * fma(db, B::splat(T(kernels::kLn2)), B::splat(T(1))));
+      const B g = fma(db, B::splat(T(kernels::kLn2)), B::splat(T(1)));  // log(q/m) + 1
+      return fnma(B::splat(alpha) * e.q, mix.q_over_mixture(e), e.q * g);
     }
   };
   template <class T>
@@ -215,7 +218,7 @@ struct SquaredHellinger {
 
 /// Pearson \f$\chi^2\f$, \f$f(r) = (r - 1)^2\f$: \f$L = \sum_v (p_v - q_v)^2/q_v\f$.
 ///
-/// \f$g = 1 - r^2\f$, \f$h = q - p^2/q\f$, with \f$p^2/q = e^{2\log p - \log q}\f$ (so
+/// \f$g = 1 - r^2\f$, \f$h = q - p^2/q\f$, with \f$p^2/q = 2^{2\log_2 p - \log_2 q}\f$ (so
 /// probabilities that underflow in float never give 0/0), and \f$L = \sum_v p_v^2/q_v - 1 =
 /// -\sum_v h_v\f$ (the value pass sums h alone; h is exactly 0 where p = q, so identical rows give
 /// exactly 0). Limits: \f$p_v = 0\f$ contributes \f$q_v\f$; \f$q_v = 0 < p_v\f$ gives
@@ -228,20 +231,20 @@ struct PearsonChi2 {
   template <class B>
   KDLOSS_INLINE B h(const kernels::Elem<B>& e) const {
     using T = typename B::value_type;
-    return select(e.a == e.b, B::splat(T(0)), e.q - ratio(e));
+    return select(e.a2 == e.b2, B::splat(T(0)), e.q - ratio(e));
   }
 
  private:
   template <class B>
-  static KDLOSS_INLINE B ratio(const kernels::Elem<B>& e) {  // p^2 / q
+  static KDLOSS_INLINE B ratio(const kernels::Elem<B>& e) {  // p^2 / q, from the base-2 logs
     using T = typename B::value_type;
-    return simd::exp(fms(B::splat(T(2)), e.a, e.b));
+    return simd::exp2(fms(B::splat(T(2)), e.a2, e.b2));
   }
 };
 
 /// Neyman \f$\chi^2\f$, \f$f(r) = (1 - r)^2/r\f$: \f$L = \sum_v (p_v - q_v)^2/p_v\f$.
 ///
-/// \f$g = 2(1/r - 1)\f$, \f$h = 2(q^2/p - q)\f$, with \f$q^2/p = e^{2\log q - \log p}\f$, and
+/// \f$g = 2(1/r - 1)\f$, \f$h = 2(q^2/p - q)\f$, with \f$q^2/p = 2^{2\log_2 q - \log_2 p}\f$, and
 /// \f$L = \sum_v q_v^2/p_v - 1 = \tfrac12\sum_v h_v\f$ (the value pass sums h alone; h is exactly 0
 /// where p = q, so identical rows give exactly 0). Limits: \f$q_v = 0\f$ contributes \f$p_v\f$;
 /// \f$p_v = 0 < q_v\f$ gives \f$+\infty\f$ and an unbounded gradient.
@@ -253,14 +256,14 @@ struct NeymanChi2 {
   template <class B>
   KDLOSS_INLINE B h(const kernels::Elem<B>& e) const {
     using T = typename B::value_type;
-    return select(e.a == e.b, B::splat(T(0)), B::splat(T(2)) * (ratio(e) - e.q));
+    return select(e.a2 == e.b2, B::splat(T(0)), B::splat(T(2)) * (ratio(e) - e.q));
   }
 
  private:
   template <class B>
-  static KDLOSS_INLINE B ratio(const kernels::Elem<B>& e) {  // q^2 / p
+  static KDLOSS_INLINE B ratio(const kernels::Elem<B>& e) {  // q^2 / p, from the base-2 logs
     using T = typename B::value_type;
-    return simd::exp(fms(B::splat(T(2)), e.b, e.a));
+    return simd::exp2(fms(B::splat(T(2)), e.b2, e.a2));
   }
 };
 

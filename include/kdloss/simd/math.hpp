@@ -279,7 +279,8 @@ KDLOSS_INLINE __m512 log2_table(__m512 x) {
 /// AVX-512 float specialisation of log2_nonnegative (`detail::log2_table`).
 KDLOSS_INLINE batch<float, avx512> log2_nonnegative(batch<float, avx512> x) {
   const __mmask16 zero = _mm512_cmp_ps_mask(x.v, _mm512_setzero_ps(), _CMP_EQ_OQ);
-  return {_mm512_mask_blend_ps(zero, detail::log2_table(x.v), _mm512_set1_ps(-std::numeric_limits<float>::infinity()))};
+  const __m512 ninf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
+  return {_mm512_mask_blend_ps(zero, detail::log2_table(x.v), ninf)};
 }
 KDLOSS_AVX512_WARNINGS_END
 #endif
