@@ -247,10 +247,10 @@ TEST_CASE("exp2 for any y (double) is the full-range exponential", "[simd][exp]"
 
 TEST_CASE("vector log, log2 and expm1 (float) over the whole float range", "[simd][log]") {
   using B = simd::batch<float, Arch>;
-  float in[B::size], out[B::size], out_nn[B::size], out_2[B::size];
+  float in[B::size], out[B::size], out_nn[B::size], out_2[B::size], out_lo[B::size];
   std::int64_t worst_log = 0, worst_expm1 = 0, worst_log2 = 0;
   float at_log = 0, at_expm1 = 0, at_log2 = 0;
-  long nan_bad = 0, nn_differs = 0;
+  long nan_bad = 0, nn_differs = 0, at_least_differs = 0;
   for (std::uint64_t u = 0; u < (std::uint64_t{1} << 32); u += 97u * B::size) {
     for (int l = 0; l < B::size; ++l) {
       const auto bits = static_cast<std::uint32_t>(u + static_cast<std::uint64_t>(l) * 97u);
@@ -259,6 +259,7 @@ TEST_CASE("vector log, log2 and expm1 (float) over the whole float range", "[sim
     simd::log(B::load(in)).store(out);
     simd::log_nonnegative(B::load(in)).store(out_nn);
     simd::log2_nonnegative(B::load(in)).store(out_2);
+    simd::log2_at_least(B::load(in), B::splat(-130.0f)).store(out_lo);
     for (int l = 0; l < B::size; ++l) {
       const float ref = std::log(in[l]);
       if (std::isnan(ref)) {
@@ -272,6 +273,8 @@ TEST_CASE("vector log, log2 and expm1 (float) over the whole float range", "[sim
         // log2_nonnegative on its domain, against the correctly rounded base-2 log.
         const auto ref2 = static_cast<float>(std::log2(static_cast<double>(in[l])));
         if (const std::int64_t d = ulp_distance(out_2[l], ref2); d > worst_log2) worst_log2 = d, at_log2 = in[l];
+        const float bounded = std::max(out_2[l], -130.0f);  // log2_at_least is that, bit for bit
+        at_least_differs += std::memcmp(&out_lo[l], &bounded, sizeof(float)) != 0;
       }
     }
     simd::expm1(B::load(in)).store(out);
@@ -288,6 +291,7 @@ TEST_CASE("vector log, log2 and expm1 (float) over the whole float range", "[sim
   CHECK(worst_log <= 1);
   CHECK(worst_log2 <= 2);
   CHECK(worst_expm1 <= 2);
+  CHECK(at_least_differs == 0);
   CHECK(nan_bad == 0);
   CHECK(nn_differs == 0);
 }
@@ -320,6 +324,14 @@ TEMPLATE_TEST_CASE("vector log and expm1 special values and double accuracy", "[
   CHECK(one(l2, T(1)) == T(0));
   CHECK(one(l2, T(0.5)) == T(-1));
   CHECK(one(l2, std::numeric_limits<T>::denorm_min()) == T(std::numeric_limits<T>::min_exponent - std::numeric_limits<T>::digits));
+  // log2_at_least: the bound where x is 0 (whatever the bound), else the larger.
+  for (const T lo : {-inf, T(-1e30), T(-3), T(0), T(7), inf}) {
+    auto at_least = [lo](B x) { return simd::log2_at_least(x, B::splat(lo)); };
+    CHECK(one(at_least, T(0)) == lo);
+    CHECK(one(at_least, T(1)) == std::max(T(0), lo));
+    CHECK(one(at_least, T(0.25)) == std::max(T(-2), lo));
+    CHECK(one(at_least, std::numeric_limits<T>::denorm_min()) == std::max(one(l2, std::numeric_limits<T>::denorm_min()), lo));
+  }
   CHECK(one(em, T(0)) == T(0));
   CHECK(one(em, -inf) == T(-1));
   CHECK(one(em, inf) == inf);

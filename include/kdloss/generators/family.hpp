@@ -70,7 +70,7 @@ KDLOSS_INLINE B log2_mixture(const kernels::Elem<B>& e, const MixWeight<typename
   if (mw.w == 0) return e.b2;
   if (mw.w == 1) return e.a2;
   const B bound = max(e.a2 + B::splat(mw.log2_w), e.b2 + B::splat(mw.log2_1mw));
-  const B lm = max(simd::log2_nonnegative(mw.mixture(e)), bound);
+  const B lm = simd::log2_at_least(mw.mixture(e), bound);
   // p = q exactly (same logits): log m is log p, so D(p||p) = 0 exactly, not a rounding residue.
   return select(e.a2 == e.b2, e.a2, lm);
 }

@@ -229,6 +229,15 @@ KDLOSS_INLINE B log2_nonnegative(B x) {
   return select(x == B::splat(T(0)), B::splat(-std::numeric_limits<T>::infinity()), detail::log2_positive(x));
 }
 
+/// Lane-wise \f$\max(\log_2 x, lo)\f$ for a finite \f$x \ge 0\f$ and any lo (x = 0 gives lo): a log
+/// bounded below, as a mixture's log is by its components' (the mixture divergences). The same
+/// values as `max(log2_nonnegative(x), lo)`; the AVX-512 float path lets the bound take the place
+/// of the log at 0 without a test of its own.
+template <class B>
+KDLOSS_INLINE B log2_at_least(B x, B lo) {
+  return max(log2_nonnegative(x), lo);
+}
+
 #if defined(__AVX512F__)
 KDLOSS_AVX512_WARNINGS_BEGIN
 namespace detail {
@@ -281,6 +290,13 @@ KDLOSS_INLINE batch<float, avx512> log2_nonnegative(batch<float, avx512> x) {
   const __mmask16 zero = _mm512_cmp_ps_mask(x.v, _mm512_setzero_ps(), _CMP_EQ_OQ);
   const __m512 ninf = _mm512_set1_ps(-std::numeric_limits<float>::infinity());
   return {_mm512_mask_blend_ps(zero, detail::log2_table(x.v), ninf)};
+}
+
+/// AVX-512 float specialisation of log2_at_least: `detail::log2_table` gives NaN at 0 (its
+/// exponent is -inf - -inf), and vmaxps returns its second operand, the bound, where the first is
+/// NaN.
+KDLOSS_INLINE batch<float, avx512> log2_at_least(batch<float, avx512> x, batch<float, avx512> lo) {
+  return {_mm512_max_ps(detail::log2_table(x.v), lo.v)};
 }
 KDLOSS_AVX512_WARNINGS_END
 #endif
