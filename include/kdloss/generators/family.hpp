@@ -164,11 +164,10 @@ struct SkewReverseKL {
     KDLOSS_INLINE B term(const kernels::Elem<B>& e) const {
       return B::splat(T(kernels::kLn2)) * e.q * detail::minus_log_mixture(e.b2, detail::log2_mixture(e, mix));
     }
+    /// \f$q\log(q/m) + q - \alpha q^2/m\f$: the term plus \f$q - \alpha q^2/m\f$.
     template <class B>
     KDLOSS_INLINE B h(const kernels::Elem<B>& e) const {
-      const B db = detail::minus_log_mixture(e.b2, detail::log2_mixture(e, mix));  // log2(q/m)
-      const B g = fma(db, B::splat(T(kernels::kLn2)), B::splat(T(1)));  // log(q/m) + 1
-      return fnma(B::splat(alpha) * e.q, mix.q_over_mixture(e), e.q * g);
+      return fnma(B::splat(alpha) * e.q, mix.q_over_mixture(e), term(e) + e.q);
     }
   };
   template <class T>
