@@ -94,6 +94,9 @@ struct JensenShannon {
   /// The generator the row kernel runs with: `term` and `h` with beta's logs made once.
   template <class T>
   struct Bound {
+    // Masked on both sides (or a tail lane): p = q = 0 and every log ratio is max(NaN, -big) =
+    // -big (the bound is the second operand), so term and h are exactly 0.
+    static constexpr bool masks_itself = true;
     detail::MixWeight<T> mix;
     T beta_ln2, one_minus_beta_ln2;  // the weights times ln 2: the log ratios are base 2
     template <class B>
@@ -128,6 +131,9 @@ struct SkewKL {
   /// The generator the row kernel runs with: `term` and `h` with alpha's logs made once.
   template <class T>
   struct Bound {
+    // Masked on both sides (or a tail lane): p = q = 0 and every log ratio is max(NaN, -big) =
+    // -big (the bound is the second operand), so term and h are exactly 0.
+    static constexpr bool masks_itself = true;
     detail::MixWeight<T> mix;  // m = alpha p + (1 - alpha) q
     T alpha_minus_1;
     template <class B>
@@ -158,6 +164,9 @@ struct SkewReverseKL {
   /// The generator the row kernel runs with: `term` and `h` with alpha's logs made once.
   template <class T>
   struct Bound {
+    // Masked on both sides (or a tail lane): p = q = 0 and every log ratio is max(NaN, -big) =
+    // -big (the bound is the second operand), so term and h are exactly 0.
+    static constexpr bool masks_itself = true;
     detail::MixWeight<T> mix;  // m = (1 - alpha) p + alpha q: the weight of p is 1 - alpha
     T alpha;
     template <class B>

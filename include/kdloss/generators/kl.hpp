@@ -16,7 +16,8 @@ KDLOSS_BEGIN_NAMESPACE
 /// - `term(e)` \f$= q f(p/q)\f$, the entry's share of the value, and
 /// - `h(e)` \f$= q\,g(p/q)\f$ with \f$g = f(r) - r f'(r) = \partial D/\partial q_v\f$; the engine
 ///   turns it into \f$\partial L/\partial s_j = (h_j - q_j\sum_v h_v)/\tau\f$.
-/// Entries \f$-\infty\f$ on both sides are zeroed by the engine; everything else (one side masked,
+/// Entries \f$-\infty\f$ on both sides are zeroed by the engine (or by a generator that says
+/// `masks_itself`, below); everything else (one side masked,
 /// probabilities that underflow to 0 while their logs stay finite) is the generator's to handle:
 /// it returns the limit, \f$+\infty\f$ for a divergent value, and an infinite `h` for an unbounded
 /// gradient (reported as an error by gradient calls). Optional members let the engine skip work:
@@ -24,7 +25,8 @@ KDLOSS_BEGIN_NAMESPACE
 /// centring constant \f$\sum_v h_v\f$ as a function of the two KL divergences pass 1 computes when
 /// asked through `needs_fkl`/`needs_rkl`), `value_from = kernels::From::Centre` with
 /// `value_of_centre(c)` (the value as a function of \f$c = \sum_v h_v\f$, which the value pass then
-/// sums alone: `term` is never called), `masks_itself` (h is already 0 where p = q = 0),
+/// sums alone: `term` is never called), `masks_itself` (`term` and h are already 0 where both
+/// logs are -inf, an entry masked on both sides or a tail lane: the engine applies no mask),
 /// `reuse` (`kernels::Stash::Teacher` or `Student`, or a `reuse_side()` that chooses per call: with
 /// a value and centre from pass 1, pass 1 leaves that side's exponentials in the gradient row and
 /// the gradient pass takes p or q from there instead of an exponential), and

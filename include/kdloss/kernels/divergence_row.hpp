@@ -204,11 +204,16 @@ RowResult divergence_row_bound(const Gen& gen_in, const TeacherRow& teacher_in, 
       sweep_reverse<W>(c * kChunk, std::min(n, (c + 1) * kChunk), [&](Index j, auto lanes) KDLOSS_INLINE_LAMBDA {
         next.prefetch(n - 1 - j);  // the next row forwards, as its pass 1 will read it
         const Elem<B> e = elem(j, lanes);
-        const auto m = live(e);
-        if constexpr (kTermValue) vs = vs + select(m, gen.term(e), B::splat(0));
+        // Entries masked on both sides (and tail lanes) give 0: by the generator's own formula
+        // (`masks_itself`), else by the mask.
+        auto masked = [&](B x) KDLOSS_INLINE_LAMBDA {
+          if constexpr (gen_masks_itself<Gen>::value) return x;
+          else return select(live(e), x, B::splat(0));
+        };
+        if constexpr (kTermValue) vs = vs + masked(gen.term(e));
         if constexpr (!kStatsCentre) {
           if (reduce_centre) {
-            const B h = select(m, gen.h(e), B::splat(0));
+            const B h = masked(gen.h(e));
             cs = cs + h;
             if (stash_h) store(grad + j, h, lanes);
           }
