@@ -48,7 +48,10 @@ inline void check_skew_alpha(const char* who, double alpha) {
 }
 
 /// \f$x_2 - \log_2 m\f$ (a base-2 log ratio) bounded below by -big (\f$x_2 = -\infty\f$ on a masked
-/// side: its weight is 0 there).
+/// side: its weight is 0 there). On an entry masked on both sides (or a tail lane), where
+/// \f$x_2 = \log_2 m = -\infty\f$, it is max(NaN, -big) = -big (`max` returns its second operand for
+/// a NaN first one, on every path), and p = q = m = 0 there: each mixture generator's term and h are
+/// then exactly 0, so they say `masks_itself` and the value pass applies no mask of its own.
 template <class B>
 KDLOSS_INLINE B minus_log_mixture(B x2, B log2_m) {
   return max(x2 - log2_m, -big<B>());
@@ -94,9 +97,7 @@ struct JensenShannon {
   /// The generator the row kernel runs with: `term` and `h` with beta's logs made once.
   template <class T>
   struct Bound {
-    // Masked on both sides (or a tail lane): p = q = 0 and every log ratio is max(NaN, -big) =
-    // -big (the bound is the second operand), so term and h are exactly 0.
-    static constexpr bool masks_itself = true;
+    static constexpr bool masks_itself = true;  // see detail::minus_log_mixture
     detail::MixWeight<T> mix;
     T beta_ln2, one_minus_beta_ln2;  // the weights times ln 2: the log ratios are base 2
     template <class B>
@@ -131,9 +132,7 @@ struct SkewKL {
   /// The generator the row kernel runs with: `term` and `h` with alpha's logs made once.
   template <class T>
   struct Bound {
-    // Masked on both sides (or a tail lane): p = q = 0 and every log ratio is max(NaN, -big) =
-    // -big (the bound is the second operand), so term and h are exactly 0.
-    static constexpr bool masks_itself = true;
+    static constexpr bool masks_itself = true;  // see detail::minus_log_mixture
     detail::MixWeight<T> mix;  // m = alpha p + (1 - alpha) q
     T alpha_minus_1;
     template <class B>
@@ -164,9 +163,7 @@ struct SkewReverseKL {
   /// The generator the row kernel runs with: `term` and `h` with alpha's logs made once.
   template <class T>
   struct Bound {
-    // Masked on both sides (or a tail lane): p = q = 0 and every log ratio is max(NaN, -big) =
-    // -big (the bound is the second operand), so term and h are exactly 0.
-    static constexpr bool masks_itself = true;
+    static constexpr bool masks_itself = true;  // see detail::minus_log_mixture
     detail::MixWeight<T> mix;  // m = (1 - alpha) p + alpha q: the weight of p is 1 - alpha
     T alpha;
     template <class B>

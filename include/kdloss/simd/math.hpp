@@ -248,9 +248,9 @@ namespace detail {
 /// bits of m's mantissa name (two 32-entry tables, one vpermt2ps each), or 1 for the two 32nds
 /// beside 1, so that near 1 the log is \f$r P(r)\f$ alone, to full relative accuracy. \f$|r| < 1/32\f$:
 /// a cubic P (minimax fit of \f$\log_2(1+r)/r\f$ on [-1/64, 1/32], error 1.1e-8) suffices. A shorter
-/// dependency chain than the polynomial of `log2_positive` (three multiply-adds in sequence after
-/// the lookups, against eight), and six fewer multiplies: the mixture divergences' value pass waits
-/// on its log.
+/// dependency chain than `log2_positive`'s (four multiplies or multiply-adds in sequence after the
+/// lookups, against ten) and fewer of them (six against thirteen): the mixture divergences' value
+/// pass waits on its log.
 KDLOSS_INLINE __m512 log2_table(__m512 x) {
   alignas(64) static constexpr float kInv[32] = {  // 1/c_i, rounded
       1.000000000e+00f, 9.552238584e-01f, 9.275362492e-01f, 9.014084339e-01f, 8.767123222e-01f,
