@@ -160,34 +160,38 @@ struct expm1_constants<double> {
   }
 };
 
-/// \f$\log x\f$ for a finite x > 0 (normal or subnormal), with no guards: range reduction
-/// \f$x = m 2^e\f$, \f$m \in [\sqrt{1/2}, \sqrt 2)\f$, then a polynomial (float) or an atanh series
-/// (double) for \f$\log m\f$. The core of `log` and `log_nonnegative`.
+/// The range reduction of the logs: a finite x > 0 (normal or subnormal) as \f$x = (1 + f) 2^e\f$
+/// with \f$1 + f \in [\sqrt{1/2}, \sqrt 2)\f$; returns f (exact) and sets e.
 template <class B>
-KDLOSS_INLINE B log_positive(B x) {
+KDLOSS_INLINE B log_reduce(B x, B& e) {
   using T = typename B::value_type;
-  using K = log_constants<T>;
-  B m, e;
+  B m;
   decompose(x, m, e);
   const auto big = m > B::splat(T(1.41421356237309504880));
   m = select(big, m * B::splat(T(0.5)), m);
   e = select(big, e + B::splat(T(1)), e);
-  return fma(e, B::splat(K::ln2_hi), fma(e, B::splat(K::ln2_lo), K::log1p_reduced(m - B::splat(T(1)))));
+  return m - B::splat(T(1));
 }
 
-/// \f$\log_2 x\f$ for a finite x > 0, as `log_positive`: the same reduction, then
-/// \f$e + \log(m)\log_2 e\f$ with one fused multiply-add (where `log_positive` takes two for
-/// \f$e\ln 2\f$ in two parts).
+/// \f$\log x\f$ for a finite x > 0 (normal or subnormal), with no guards: `log_reduce`, then a
+/// polynomial (float) or an atanh series (double) for \f$\log(1 + f)\f$, plus \f$e\ln 2\f$ in two
+/// parts. The core of `log` and `log_nonnegative`.
+template <class B>
+KDLOSS_INLINE B log_positive(B x) {
+  using K = log_constants<typename B::value_type>;
+  B e;
+  const B f = log_reduce(x, e);
+  return fma(e, B::splat(K::ln2_hi), fma(e, B::splat(K::ln2_lo), K::log1p_reduced(f)));
+}
+
+/// \f$\log_2 x\f$ for a finite x > 0, as `log_positive`: the same reduction and series, then
+/// \f$e + \log(1 + f)\log_2 e\f$ with one fused multiply-add.
 template <class B>
 KDLOSS_INLINE B log2_positive(B x) {
   using T = typename B::value_type;
-  using K = log_constants<T>;
-  B m, e;
-  decompose(x, m, e);
-  const auto big = m > B::splat(T(1.41421356237309504880));
-  m = select(big, m * B::splat(T(0.5)), m);
-  e = select(big, e + B::splat(T(1)), e);
-  return fma(K::log1p_reduced(m - B::splat(T(1))), B::splat(T(1.44269504088896340736)), e);
+  B e;
+  const B f = log_reduce(x, e);
+  return fma(log_constants<T>::log1p_reduced(f), B::splat(T(1.44269504088896340736)), e);
 }
 
 }  // namespace detail
