@@ -184,6 +184,12 @@ RowResult divergence_row_bound(const Gen& gen_in, const TeacherRow& teacher_in, 
   const B ninf = B::splat(-std::numeric_limits<T>::infinity());
   // (In base 2: a = -inf exactly where a2 is, without the multiply a generator may not need.)
   auto live = [&](const Elem<B>& e) KDLOSS_INLINE_LAMBDA { return (e.a2 > ninf) | (e.b2 > ninf); };
+  // An entry's term or h with those entries at 0: by the generator's own formula (`masks_itself`),
+  // else by the mask.
+  auto masked = [&](const Elem<B>& e, B x) KDLOSS_INLINE_LAMBDA {
+    if constexpr (gen_masks_itself<Gen>::value) return x;
+    else return select(live(e), x, B::splat(0));
+  };
 
   double value = 0, centre = 0;
   if constexpr (kStatsValue) value = gen.value(kl);
@@ -204,16 +210,10 @@ RowResult divergence_row_bound(const Gen& gen_in, const TeacherRow& teacher_in, 
       sweep_reverse<W>(c * kChunk, std::min(n, (c + 1) * kChunk), [&](Index j, auto lanes) KDLOSS_INLINE_LAMBDA {
         next.prefetch(n - 1 - j);  // the next row forwards, as its pass 1 will read it
         const Elem<B> e = elem(j, lanes);
-        // Entries masked on both sides (and tail lanes) give 0: by the generator's own formula
-        // (`masks_itself`), else by the mask.
-        auto masked = [&](B x) KDLOSS_INLINE_LAMBDA {
-          if constexpr (gen_masks_itself<Gen>::value) return x;
-          else return select(live(e), x, B::splat(0));
-        };
-        if constexpr (kTermValue) vs = vs + masked(gen.term(e));
+        if constexpr (kTermValue) vs = vs + masked(e, gen.term(e));
         if constexpr (!kStatsCentre) {
           if (reduce_centre) {
-            const B h = masked(gen.h(e));
+            const B h = masked(e, gen.h(e));
             cs = cs + h;
             if (stash_h) store(grad + j, h, lanes);
           }
@@ -242,9 +242,7 @@ RowResult divergence_row_bound(const Gen& gen_in, const TeacherRow& teacher_in, 
     return {value, RowError::None};
   }
   auto grad_entry = [&](const Elem<B>& e) KDLOSS_INLINE_LAMBDA {
-    B h = gen.h(e);
-    if constexpr (!gen_masks_itself<Gen>::value) h = select(live(e), h, B::splat(0));
-    return gb * fnma(e.q, cb, h);
+    return gb * fnma(e.q, cb, masked(e, gen.h(e)));
   };
   // Writes the gradient block by block from the end of the row. `from_stash` names the side whose
   // probability comes from pass 1's stash (times the block's `StashFactor`). `accumulate` adds beta
