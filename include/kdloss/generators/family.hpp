@@ -203,21 +203,35 @@ struct TotalVariation {
 };
 
 /// Squared Hellinger distance, \f$f(r) = \tfrac12(\sqrt r - 1)^2\f$:
-/// \f$L = \tfrac12\sum_v(\sqrt{p_v} - \sqrt{q_v})^2 = 1 - \sum_v\sqrt{p_v q_v}\f$, \f$0 \le L \le 1\f$.
+/// \f$L = \tfrac12\sum_v(\sqrt{p_v} - \sqrt{q_v})^2 = 1 - BC\f$, \f$0 \le L \le 1\f$, with
+/// \f$BC = \sum_v\sqrt{p_v q_v}\f$ the Bhattacharyya coefficient.
 ///
-/// \f$g = \tfrac12(1 - \sqrt r)\f$, \f$h = \tfrac12(q - \sqrt{pq})\f$. Always finite.
+/// \f$g = \tfrac12(1 - \sqrt r)\f$, \f$h = \tfrac12(q - \sqrt{pq})\f$ (`Elem::r`
+/// \f$= \sqrt{pq}\f$), and \f$\sum_v h_v = L/2\f$. Pass 1 sums BC beside the rows' own sums, so
+/// value and centre come from it, and it leaves the roots in the gradient row, from which the
+/// gradient pass takes \f$\sqrt{pq}\f$ without reading the teacher: two passes, as forward KL.
+/// Always finite; identical rows give exactly 0.
 struct SquaredHellinger {
   static constexpr const char* name = "kdloss::FDivergence<SquaredHellinger>";
+  static constexpr kernels::From value_from = kernels::From::Stats;
+  static constexpr kernels::From centre_from = kernels::From::Stats;
+  static constexpr bool needs_bhattacharyya = true;
+  static constexpr bool masks_itself = true;
+  static constexpr kernels::Stash reuse = kernels::Stash::Roots;
+  double value(const kernels::KlStats& s) const { return 1 - s.bhattacharyya; }
+  double centre(const kernels::KlStats& s) const { return (1 - s.bhattacharyya) / 2; }
+  /// \f$\tfrac12(\sqrt p - \sqrt q)^2\f$
   template <class B>
   KDLOSS_INLINE B term(const kernels::Elem<B>& e) const {
     using T = typename B::value_type;
     const B d = sqrt(e.p) - sqrt(e.q);
     return B::splat(T(0.5)) * d * d;
   }
+  /// \f$\tfrac12(q - \sqrt{pq})\f$ (0 where both logs are -inf)
   template <class B>
   KDLOSS_INLINE B h(const kernels::Elem<B>& e) const {
     using T = typename B::value_type;
-    return B::splat(T(0.5)) * fnma(sqrt(e.p), sqrt(e.q), e.q);
+    return B::splat(T(0.5)) * (e.q - e.r);
   }
 };
 

@@ -22,24 +22,29 @@ enum class From {
   Centre,
 };
 
-/// The two KL divergences of a row, as pass 1 computes them (+inf where a support is not
-/// covered). Only those a generator asks for (`needs_fkl`, `needs_rkl`) are computed.
+/// The sums of a row pass 1 computes for a generator's value or centre: the two KL divergences
+/// (+inf where a support is not covered) and the Bhattacharyya coefficient. Only those a generator
+/// asks for (`needs_fkl`, `needs_rkl`, `needs_bhattacharyya`) are computed.
 struct KlStats {
   double fkl = 0;  ///< KL(p||q)
   double rkl = 0;  ///< KL(q||p)
+  /// \f$BC = \sum_v\sqrt{p_v q_v} \in [0, 1]\f$ (1 exactly for identical rows), summed as
+  /// \f$e^{k(t_v + s_v)/2}\f$ beside the two rows' sums of exponentials
+  double bhattacharyya = 0;
 };
 
 /// Per-entry quantities a generator sees (all lanes of one vector): \f$a = \log p_v\f$,
 /// \f$b = \log q_v\f$, \f$p_v\f$, \f$q_v\f$, the log-ratio \f$u = \log p_v - \log q_v\f$, and
 /// the base-2 logs \f$a_2 = \log_2 p_v\f$, \f$b_2 = \log_2 q_v\f$ (the kernel's own, from which
 /// \f$a\f$ and \f$b\f$ are made: a power \f$p^c = 2^{c a_2}\f$, \f$c \ge 0\f$, is one
-/// `simd::exp2_nonpositive`, cheaper than `simd::exp`).
+/// `simd::exp2_nonpositive`, cheaper than `simd::exp`), and the root \f$r = \sqrt{p_v q_v} =
+/// 2^{(a_2 + b_2)/2}\f$.
 /// An entry masked on one side has \f$a\f$ or \f$b = -\infty\f$ (and \f$u = \mp\infty\f$); a
 /// probability that underflows in T is 0 while its log stays finite. Everything is inlined, so
 /// what a generator does not use is never computed.
 template <class B>
 struct Elem {
-  B a, b, p, q, u, a2, b2;
+  B a, b, p, q, u, a2, b2, r;
 };
 
 // Compile-time facts about a generator, with the defaults of a plain user generator (which only
@@ -64,6 +69,11 @@ struct gen_needs_rkl : std::false_type {};
 template <class Gen>
 struct gen_needs_rkl<Gen, std::void_t<decltype(Gen::needs_rkl)>>
     : std::integral_constant<bool, Gen::needs_rkl> {};
+template <class Gen, class = void>
+struct gen_needs_bhattacharyya : std::false_type {};
+template <class Gen>
+struct gen_needs_bhattacharyya<Gen, std::void_t<decltype(Gen::needs_bhattacharyya)>>
+    : std::integral_constant<bool, Gen::needs_bhattacharyya> {};
 template <class Gen, class = void>
 struct gen_masks_itself : std::false_type {};
 template <class Gen>
@@ -95,15 +105,16 @@ template <class T, class Gen>
 struct gen_binds<T, Gen, std::void_t<decltype(std::declval<const Gen&>().template bind<T>())>> : std::true_type {};
 
 /// The fused row of the divergence `gen` between teacher row t and student row s:
-/// - pass 1 (row_stats): maxima and sums of exponentials of both rows, plus KL(p||q) and/or
-///   KL(q||p) when the generator takes its value or centre from them;
+/// - pass 1 (row_stats): maxima and sums of exponentials of both rows, plus KL(p||q), KL(q||p)
+///   and the Bhattacharyya coefficient as the generator takes its value or centre from them;
 /// - a value pass, only for generators whose value or centre is a sum over the row: it sums
 ///   \f$\mathrm{term}_v\f$ (or, for a value from the centre, only \f$h_v\f$) and \f$h_v\f$ and,
 ///   when it may, leaves \f$h_v\f$ in the gradient row; it prefetches the next row (`out.next`);
 /// - the gradient pass \f$\partial L/\partial s_j = \mathrm{scale}\,(h_j - q_j c) +
 ///   \beta\,\mathrm{row}_j\f$, \f$h = q\,g\f$, \f$c = \sum_v h_v\f$ (`out.scale` carries
 ///   \f$1/\tau\f$, the weight and the reduction), which then only recomputes \f$q\f$.
-/// With a value and centre from pass 1 (forward and reverse KL, Jeffreys, their weighted sum) there
+/// With a value and centre from pass 1 (forward and reverse KL, Jeffreys, their weighted sum,
+/// squared Hellinger) there
 /// is no value pass, and the gradient pass takes p (or q, as the generator's `reuse` says) from the
 /// exponentials pass 1 left in the gradient row: one exponential per entry instead of two.
 /// Passes after the first run backwards over the row, so a row larger than L2 starts on the lines
@@ -124,17 +135,18 @@ RowResult divergence_row_bound(const Gen& gen_in, const TeacherRow& teacher_in, 
   static_assert(gen_centre_from<Gen>::value != From::Centre, "a centre cannot come from itself");
   static_assert(!kCentreValue || !kStatsCentre, "a value from the centre sums h in the value pass");
   constexpr bool kFkl = gen_needs_fkl<Gen>::value, kRkl = gen_needs_rkl<Gen>::value;
+  constexpr bool kBc = gen_needs_bhattacharyya<Gen>::value;
   T* const grad = out.row;
 
   // Pass 1 leaves one side's exponentials in the gradient row when the gradient pass will
   // overwrite it and reuses them (rows of up to kStashBlocks pass-1 blocks: 512k entries in float
   // AVX-512; longer rows take the exponential again).
   constexpr Stash kReuse = kStatsValue && kStatsCentre ? Side : Stash::None;
-  using Plan = StatsPlan<true, true, kFkl, kRkl>;
-  using StashPlan = StatsPlan<true, true, kFkl, kRkl, false, false, kReuse>;
+  using Plan = StatsPlan<true, true, kFkl, kRkl, false, false, Stash::None, kBc>;
+  using StashPlan = StatsPlan<true, true, kFkl, kRkl, false, false, kReuse, kBc>;
   constexpr Index kBlock = stats_block<B, StashPlan>();
   constexpr Index kStashBlocks = kReuse != Stash::None ? 256 : 1;
-  T refs[kStashBlocks];
+  T refs[kReuse == Stash::Roots ? 2 * kStashBlocks : kStashBlocks];
   const bool stash = kReuse != Stash::None && grad != nullptr && out.beta == T(0) && n <= kStashBlocks * kBlock;
   const PairStats<T> st = stash ? row_stats<Arch, StashPlan>(teacher, student, n, k, ExpStash<T>{grad, refs})
                                 : row_stats<Arch, Plan>(teacher, student, n, k);
@@ -150,6 +162,7 @@ RowResult divergence_row_bound(const Gen& gen_in, const TeacherRow& teacher_in, 
     kl.fkl = st.teacher_uncovered ? kInf : std::max(0.0, kd * st.cross_t / st.t.sum - lst + lss);
   if constexpr (kRkl)
     kl.rkl = st.student_uncovered ? kInf : std::max(0.0, -kd * st.cross_s / st.s.sum + lst - lss);
+  if constexpr (kBc) kl.bhattacharyya = st.bhattacharyya;
 
   // The entry view, relative to the row maxima (so z/tau never overflows for huge logits). In base
   // 2, log2 p = k log2(e) (t - max t) - log2 S_t: p costs one fms and one exp2.
@@ -177,6 +190,7 @@ RowResult divergence_row_bound(const Gen& gen_in, const TeacherRow& teacher_in, 
     e.u = fms(dt - ds, kb, dl);
     e.a2 = ya;
     e.b2 = yb;
+    e.r = kSkip == Stash::Roots ? B::splat(0) : simd::exp2_nonpositive((ya + yb) * B::splat(T(0.5)));
     return e;
   };
   auto elem = [&](Index j, auto lanes) KDLOSS_INLINE_LAMBDA { return view(j, lanes, std::integral_constant<Stash, Stash::None>{}); };
@@ -254,7 +268,11 @@ RowResult divergence_row_bound(const Gen& gen_in, const TeacherRow& teacher_in, 
     const B bb = B::splat(out.beta);
     for (Index b = (n - 1) / kBlock; b >= 0; --b) {
       B f1b = B::splat(T(1)), f2b = B::splat(T(1));
-      if constexpr (kFrom != Stash::None) {
+      if constexpr (kFrom == Stash::Roots) {
+        const auto f = StashFactor<T>::of_roots(refs + 2 * b, st, kappa, lst, lss);
+        f1b = B::splat(f.f1);
+        f2b = B::splat(f.f2);
+      } else if constexpr (kFrom != Stash::None) {
         const auto f = StashFactor<T>::of(refs[b], side.max, st.stash_offsets, kappa, ls);
         f1b = B::splat(f.f1);
         f2b = B::splat(f.f2);
@@ -262,7 +280,7 @@ RowResult divergence_row_bound(const Gen& gen_in, const TeacherRow& teacher_in, 
       sweep_reverse<W>(b * kBlock, std::min(n, (b + 1) * kBlock), [&](Index j, auto lanes) KDLOSS_INLINE_LAMBDA {
         Elem<B> e = view(j, lanes, from_stash);
         if constexpr (kFrom != Stash::None)
-          (kFrom == Stash::Teacher ? e.p : e.q) = load<B>(grad + j, lanes, T(0)) * f1b * f2b;
+          (kFrom == Stash::Teacher ? e.p : kFrom == Stash::Student ? e.q : e.r) = load<B>(grad + j, lanes, T(0)) * f1b * f2b;
         B g = grad_entry(e);
         if constexpr (decltype(accumulate)::value) g = fma(load<B>(grad + j, lanes, T(0)), bb, g);
         store(grad + j, g, lanes);

@@ -65,6 +65,9 @@ struct PairStats {
   bool student_uncovered = false;  ///< some finite s_v has t_v = -inf: KL(q||p) = +inf
   double teacher_m1 = 0;  ///< \f$\sum_v e^{k(t_v-\max t)}(t_v - \max t)\f$ (teacher moments, if planned)
   double teacher_m2 = 0;  ///< \f$\sum_v e^{k(t_v-\max t)}(t_v - \max t)^2\f$
+  /// The Bhattacharyya coefficient \f$BC = \sum_v \sqrt{p_v q_v}\f$ (if planned), in [0, 1]; exactly 1
+  /// for rows with the same maxima and sums whose sums of roots are theirs (identical rows).
+  double bhattacharyya = 0;
   /// The stash (if planned) is read with one kind of reference for every block (false for a row
   /// whose \f$|\kappa\max|\f$ passed \f$2^{12}\f$ part way: its later blocks have maxima, not offsets).
   bool stash_complete = true;
@@ -80,7 +83,7 @@ struct PairStats {
 /// returns them; see `row_stats`) and, when the sweep tracked them, its maxima.
 template <class T>
 struct BlockSums {
-  double st = 0, ss = 0, ct = 0, cs = 0, m1 = 0, m2 = 0, lin = 0;
+  double st = 0, ss = 0, ct = 0, cs = 0, m1 = 0, m2 = 0, lin = 0, roots = 0;
   T max_t = -std::numeric_limits<T>::infinity(), max_s = -std::numeric_limits<T>::infinity();
 };
 
@@ -112,7 +115,9 @@ KDLOSS_INLINE double exp2_scale(T k) {
 }
 
 /// Which side's exponentials pass 1 leaves in a row for a later pass (`ExpStash`).
-enum class Stash : std::uint8_t { None, Teacher, Student };
+/// `Roots`: \f$\sqrt{e_t e_s}\f$, whence \f$\sqrt{p_v q_v}\f$ (a plan with `roots`; `ExpStash::ref`
+/// then holds both sides' references of block b, at 2b and 2b + 1).
+enum class Stash : std::uint8_t { None, Teacher, Student, Roots };
 
 /// The factor \f$f_1 f_2\f$ that turns block b's stashed exponentials (`ExpStash`) of a side with
 /// maximum `top` and log-sum `log_sum` into probabilities: \f$2^y\f$ with
@@ -124,16 +129,28 @@ template <class T>
 struct StashFactor {
   T f1 = T(1), f2 = T(1);
   static StashFactor of(T ref, T top, bool offsets, double kappa, double log_sum) {
-    constexpr double lo = -(std::numeric_limits<T>::max_exponent - 8);  // float -120, double -1016
+    return at(exponent(ref, top, offsets, kappa, log_sum));
+  }
+  /// For a `Stash::Roots` block: \f$\sqrt{f_t f_s}\f$, the mean of the two sides' exponents.
+  static StashFactor of_roots(const T* refs, const PairStats<T>& st, double kappa, double lst, double lss) {
+    return at((exponent(refs[0], st.t.max, st.stash_offsets, kappa, lst) +
+               exponent(refs[1], st.s.max, st.stash_offsets, kappa, lss)) / 2);
+  }
+  /// y itself (see above).
+  static double exponent(T ref, T top, bool offsets, double kappa, double log_sum) {
     const double r = static_cast<double>(ref), m = static_cast<double>(top);
-    const double y = (offsets ? -std::fma(kappa, m, -r) : kappa * (r - m)) - log_sum * kLog2e;
+    return (offsets ? -std::fma(kappa, m, -r) : kappa * (r - m)) - log_sum * kLog2e;
+  }
+  /// The factor \f$2^y\f$, split as above.
+  static StashFactor at(double y) {
+    constexpr double lo = -(std::numeric_limits<T>::max_exponent - 8);  // float -120, double -1016
     return {static_cast<T>(std::exp2(std::max(y, lo))), static_cast<T>(y < lo ? std::exp2(std::max(y, 2 * lo) - lo) : 1.0)};
   }
 };
 
 /// What pass 1 accumulates (compile-time, so unused work is not compiled).
 template <bool Teacher, bool Student, bool CrossT, bool CrossS, bool StudentSum = false,
-          bool TeacherMoments = false, Stash StashSide = Stash::None>
+          bool TeacherMoments = false, Stash StashSide = Stash::None, bool Roots = false>
 struct StatsPlan {
   static constexpr bool teacher = Teacher;
   static constexpr bool student = Student;
@@ -144,10 +161,16 @@ struct StatsPlan {
   static constexpr bool teacher_moments = TeacherMoments;
   /// also write one side's exponentials to a row (see `ExpStash`)
   static constexpr Stash stash = StashSide;
+  /// also \f$\sum_v e^{k(t_v - \max t + s_v - \max s)/2}\f$, whence the Bhattacharyya coefficient:
+  /// each side's exponential is then taken as the square of \f$2^{y/2}\f$, and the root of an entry
+  /// is the product of its two halves (two exponentials per entry, not three; a square is within
+  /// 6 ulp of the exponential, measured over [-120, 64] on every path, against 2 to 3 ulp)
+  static constexpr bool roots = Roots;
   static_assert(!StudentSum || Student, "the student sum needs the student row");
   static_assert(StashSide != Stash::Teacher || Teacher, "the teacher stash needs the teacher row");
   static_assert(StashSide != Stash::Student || Student, "the student stash needs the student row");
-  static_assert(!(CrossT || CrossS) || (Teacher && Student), "cross sums need both rows");
+  static_assert(StashSide != Stash::Roots || Roots, "the roots' stash needs the roots");
+  static_assert(!(CrossT || CrossS || Roots) || (Teacher && Student), "cross sums need both rows");
 };
 
 /// Accumulators per sum in pass 1's block sweep: four, or two for a plan with more sums than
@@ -204,7 +227,7 @@ PairStats<T> row_stats(const TeacherRow& teacher, const StudentRow& srow, Index 
 
   PairStats<T> r;
   T mt = -kInf, ms = -kInf;
-  double st = 0, ss = 0, ct = 0, cs = 0, lin = 0, m1 = 0, m2 = 0;
+  double st = 0, ss = 0, ct = 0, cs = 0, lin = 0, m1 = 0, m2 = 0, roots = 0;
   // exp(k (x - max)) = 2^(kappa (x - max)): one multiplier folds 1/tau and log2(e).
   const double kappa = exp2_scale(k);
   const B kb = B::splat(static_cast<T>(kappa));
@@ -229,6 +252,9 @@ PairStats<T> row_stats(const TeacherRow& teacher, const StudentRow& srow, Index 
       cs = sc * (cs - ss * delta);
       ss *= sc;
     }
+    // The roots' exponent is the mean of the two sides' (dt = ds for identical rows: the same
+    // factor as theirs, bit for bit).
+    if (roots > 0 && (dt > 0 || ds > 0)) roots *= std::exp2(-kappa * ((dt + ds) / 2));
     mt = nmt;
     ms = nms;
   };
@@ -269,19 +295,23 @@ PairStats<T> row_stats(const TeacherRow& teacher, const StudentRow& srow, Index 
     const T msf = finite_floor(ms);
     const B rtb = B::splat(rt), rsb = B::splat(rs), msb = B::splat(msf), mtb = B::splat(finite_floor(mt));
     auto exponent = [&](B x, B ref) { return kFused ? fms(x, kb, ref) : (x - ref) * kb; };
+    [[maybe_unused]] auto half_exp = [](B y) { return simd::exp2_nonpositive(y * B::splat(T(0.5))); };
     const B zero = B::splat(0);
     B ft[4] = {zero, zero, zero, zero}, fs[4] = {zero, zero, zero, zero};
     B fct[4] = {zero, zero, zero, zero}, fcs[4] = {zero, zero, zero, zero};
     B fsum[4] = {zero, zero, zero, zero};
     B fm1[4] = {zero, zero, zero, zero}, fm2[4] = {zero, zero, zero, zero};
+    B fr[4] = {zero, zero, zero, zero};
     B bt[2] = {B::splat(-kInf), B::splat(-kInf)}, bs[2] = {B::splat(-kInf), B::splat(-kInf)};
     auto body = [&](Index j, auto lanes, int a) {
       B yt = zero, ys = zero, et = zero, es = zero;
+      [[maybe_unused]] B ht = zero, hs = zero;
       if constexpr (Plan::teacher) {
         const B x = trow.template load<B>(j, lanes);
         if constexpr (kTracked) bt[a & 1] = max(x, bt[a & 1]);
         yt = exponent(x, rtb);
-        et = simd::exp2_nonpositive(yt);
+        if constexpr (Plan::roots) ht = half_exp(yt), et = ht * ht;
+        else et = simd::exp2_nonpositive(yt);
         ft[a] = ft[a] + et;
         if constexpr (Plan::stash == Stash::Teacher) store(stash_row + j, et, lanes);
         if constexpr (Plan::teacher_moments) {
@@ -297,7 +327,8 @@ PairStats<T> row_stats(const TeacherRow& teacher, const StudentRow& srow, Index 
         const B x = sr.template load<B>(j, lanes);
         if constexpr (kTracked) bs[a & 1] = max(x, bs[a & 1]);
         ys = exponent(x, rsb);
-        es = simd::exp2_nonpositive(ys);
+        if constexpr (Plan::roots) hs = half_exp(ys), es = hs * hs;
+        else es = simd::exp2_nonpositive(ys);
         fs[a] = fs[a] + es;
         if constexpr (Plan::stash == Stash::Student) store(stash_row + j, es, lanes);
         // Tail lanes read as the maximum here (they must add 0, not -inf).
@@ -311,6 +342,11 @@ PairStats<T> row_stats(const TeacherRow& teacher, const StudentRow& srow, Index 
         const B d = yt - ys;
         if constexpr (Plan::cross_t) fct[a] = fma(et, max(d, B::splat(-kBig)), fct[a]);
         if constexpr (Plan::cross_s) fcs[a] = fma(es, min(d, B::splat(kBig)), fcs[a]);
+      }
+      if constexpr (Plan::roots) {
+        const B root = ht * hs;
+        fr[a] = fr[a] + root;
+        if constexpr (Plan::stash == Stash::Roots) store(stash_row + j, root, lanes);
       }
     };
     Index j = j0;
@@ -327,6 +363,7 @@ PairStats<T> row_stats(const TeacherRow& teacher, const StudentRow& srow, Index 
     if constexpr (Plan::student) sums.ss = total(fs);
     if constexpr (Plan::cross_t) sums.ct = total(fct);
     if constexpr (Plan::cross_s) sums.cs = total(fcs);
+    if constexpr (Plan::roots) sums.roots = total(fr);
     if constexpr (Plan::teacher_moments) sums.m1 = total(fm1), sums.m2 = total(fm2);
     // The block's sum is relative to the maximum it used: keep the absolute part aside.
     if constexpr (Plan::student_sum) sums.lin = total(fsum) + static_cast<double>(j1 - j0) * static_cast<double>(msf);
@@ -357,7 +394,12 @@ PairStats<T> row_stats(const TeacherRow& teacher, const StudentRow& srow, Index 
   auto own_at_max = [&](T m) {
     if (m == -kInf) return 1.0;
     const B y = fms(B::splat(m), kb, B::splat(ref_of(m, true)));
-    return static_cast<double>(hmax(simd::exp2_nonpositive(y)));
+    if constexpr (Plan::roots) {
+      const B h = simd::exp2_nonpositive(y * B::splat(T(0.5)));
+      return static_cast<double>(hmax(h * h));
+    } else {
+      return static_cast<double>(hmax(simd::exp2_nonpositive(y)));
+    }
   };
   // Takes in the sums of the block at j0, swept relative to the current maxima (`fused`: to their
   // references C): brought to the maxima, in logit units, kappa (t - max t) = y_t - delta_t and
@@ -374,10 +416,17 @@ PairStats<T> row_stats(const TeacherRow& teacher, const StudentRow& srow, Index 
     if constexpr (Plan::teacher_moments) b.m1 /= et, b.m2 /= et;  // already relative to max t
     if constexpr (Plan::cross_t) b.ct = (b.ct - dd * b.st) * inv / et;
     if constexpr (Plan::cross_s) b.cs = (b.cs - dd * b.ss) * inv / es;
-    st += b.st / et, ss += b.ss / es, ct += b.ct, cs += b.cs, m1 += b.m1, m2 += b.m2, lin += b.lin;
-    if constexpr (Plan::stash != Stash::None) {
+    // The roots' sum was taken at sqrt(2^delta_t 2^delta_s); sqrt(et^2) = et exactly.
+    if constexpr (Plan::roots) b.roots /= std::sqrt(et * es);
+    st += b.st / et, ss += b.ss / es, ct += b.ct, cs += b.cs, m1 += b.m1, m2 += b.m2, lin += b.lin, roots += b.roots;
+    if constexpr (Plan::stash == Stash::Roots) {
+      stash.ref[2 * (j0 / kBlock)] = ref_of(mt, fused);
+      stash.ref[2 * (j0 / kBlock) + 1] = ref_of(ms, fused);
+    } else if constexpr (Plan::stash != Stash::None) {
       const T m = Plan::stash == Stash::Teacher ? mt : ms;
       stash.ref[j0 / kBlock] = ref_of(m, fused);
+    }
+    if constexpr (Plan::stash != Stash::None) {
       if (j0 == 0) r.stash_offsets = fused;
       r.stash_complete = r.stash_complete && fused == r.stash_offsets;
     }
@@ -417,6 +466,9 @@ PairStats<T> row_stats(const TeacherRow& teacher, const StudentRow& srow, Index 
       move_to(nmt, nms);
     }
   }
+  // BC = sum sqrt(p q) = R / sqrt(S_t S_s), from the sums before the clamp below (so identical rows
+  // give R = S_t = S_s, and BC = 1 exactly); rounding may leave it a few ulp above 1.
+  if constexpr (Plan::roots) r.bhattacharyya = st > 0 && ss > 0 ? std::min(1.0, roots / std::sqrt(st * ss)) : 0.0;
   // Each maximum adds exactly 1 when its block's exponentials are relative to it; relative to an
   // earlier maximum it adds 1 within rounding, which may leave a sum a few ulp below 1. The exact
   // sum is >= 1: so is this one (log S >= 0, every p <= 1).
