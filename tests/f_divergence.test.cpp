@@ -81,6 +81,30 @@ TEMPLATE_TEST_CASE("Hellinger is between 0 and 1 and Jeffreys is ForwardKL plus 
   CHECK((G - Gf - Gr).cwiseAbs().maxCoeff() <= T(64 * kdtest::eps<T>()));
 }
 
+// Pass 1 forms the distance from sums of the small differences of the rows' half exponentials
+// (kernels::RootSums), not as 1 - sum sqrt(pq), which would leave an error of a few ulp of 1 however
+// small the distance: rows 1e-3 apart (a distance of ~1e-7) keep it to a small multiple of eps / 1e-3,
+// the size of the rounding of the inputs' differences themselves.
+TEMPLATE_TEST_CASE("Hellinger keeps its relative accuracy for near-identical rows", "[f_divergence]", float, double) {
+  using T = TestType;
+  const long n = 6, v = 3000;
+  const kdloss::RowMatrix<T> S = kdtest::random_logits<T>(n, v, kdtest::seed(744), 6.0);
+  const kdloss::RowMatrix<T> Tt = S + kdtest::random_logits<T>(n, v, kdtest::seed(745), 1e-3);
+  kdloss::Options<T> o;
+  o.reduction = kdloss::Reduction::None;
+  kdloss::Vector<T> r(n);
+  kdloss::FDivergence<kdloss::generators::SquaredHellinger, T>(o).per_row(S, Tt, r);
+  const kdloss::RowMatrix<double> Sd = kdtest::to_double(S), Td = kdtest::to_double(Tt);
+  double worst = 0;
+  for (long i = 0; i < n; ++i) {
+    const double ref = kdtest::ref::f_divergence(Sd.row(i).data(), Td.row(i).data(), v, 1.0, kdtest::ref::hellinger).value;
+    REQUIRE(ref > 0);
+    worst = std::max(worst, std::fabs(static_cast<double>(r(i)) - ref) / ref);
+  }
+  kdtest::report(std::string("Hellinger near-identical rows: worst relative error, ") + (sizeof(T) == 4 ? "float" : "double"), worst);
+  CHECK(worst <= 1e4 * kdtest::eps<T>());
+}
+
 TEST_CASE("Amari alpha-divergence is continuous at alpha 0 and 1 where it is reverse and forward KL", "[f_divergence]") {
   const long n = 3, v = 257;
   const kdloss::RowMatrix<double> S = kdtest::random_logits<double>(n, v, kdtest::seed(750));

@@ -207,19 +207,21 @@ struct TotalVariation {
 /// \f$BC = \sum_v\sqrt{p_v q_v}\f$ the Bhattacharyya coefficient.
 ///
 /// \f$g = \tfrac12(1 - \sqrt r)\f$, \f$h = \tfrac12(q - \sqrt{pq})\f$ (`Elem::r`
-/// \f$= \sqrt{pq}\f$), and \f$\sum_v h_v = L/2\f$. Pass 1 sums BC beside the rows' own sums, so
-/// value and centre come from it, and it leaves the roots in the gradient row, from which the
-/// gradient pass takes \f$\sqrt{pq}\f$ without reading the teacher: two passes, as forward KL.
-/// Always finite; identical rows give exactly 0.
+/// \f$= \sqrt{pq}\f$), and \f$\sum_v h_v = L/2\f$. Pass 1 computes L beside the rows' own sums
+/// (`kernels::RootSums`: with a relative error of a small multiple of eps over the rows' relative
+/// difference, as the term form's, not an absolute one of a few ulp of 1), so value and centre come
+/// from it, and it leaves the roots in the gradient row, from which the gradient pass takes
+/// \f$\sqrt{pq}\f$ without reading the teacher: two passes, as forward KL. Always finite;
+/// identical rows give exactly 0.
 struct SquaredHellinger {
   static constexpr const char* name = "kdloss::FDivergence<SquaredHellinger>";
   static constexpr kernels::From value_from = kernels::From::Stats;
   static constexpr kernels::From centre_from = kernels::From::Stats;
-  static constexpr bool needs_bhattacharyya = true;
+  static constexpr bool needs_hellinger = true;
   static constexpr bool masks_itself = true;
   static constexpr kernels::Stash reuse = kernels::Stash::Roots;
-  double value(const kernels::KlStats& s) const { return 1 - s.bhattacharyya; }
-  double centre(const kernels::KlStats& s) const { return (1 - s.bhattacharyya) / 2; }
+  double value(const kernels::KlStats& s) const { return s.hellinger; }
+  double centre(const kernels::KlStats& s) const { return s.hellinger / 2; }
   /// \f$\tfrac12(\sqrt p - \sqrt q)^2\f$
   template <class B>
   KDLOSS_INLINE B term(const kernels::Elem<B>& e) const {

@@ -23,15 +23,15 @@ KDLOSS_BEGIN_NAMESPACE
 /// gradient (reported as an error by gradient calls). Optional members let the engine skip work:
 /// `value_from`/`centre_from = kernels::From::Stats` with `value(kl)`/`centre(kl)` (the value or the
 /// centring constant \f$\sum_v h_v\f$ as a function of the sums pass 1 computes when asked: the two
-/// KL divergences through `needs_fkl`/`needs_rkl`, the Bhattacharyya coefficient through
-/// `needs_bhattacharyya`; see `kernels::KlStats`), `value_from = kernels::From::Centre` with
+/// KL divergences through `needs_fkl`/`needs_rkl`, the squared Hellinger distance through
+/// `needs_hellinger`; see `kernels::KlStats`), `value_from = kernels::From::Centre` with
 /// `value_of_centre(c)` (the value as a function of \f$c = \sum_v h_v\f$, which the value pass then
 /// sums alone: `term` is never called), `masks_itself` (`term` and h are already 0 where both
 /// logs are -inf, an entry masked on both sides or a tail lane: the engine applies no mask),
 /// `reuse` (`kernels::Stash::Teacher` or `Student`, or a `reuse_side()` that chooses per call: with
 /// a value and centre from pass 1, pass 1 leaves that side's exponentials in the gradient row and
 /// the gradient pass takes p or q from there instead of an exponential; `Stash::Roots`, with the
-/// Bhattacharyya coefficient: \f$\sqrt{pq}\f$, `Elem::r`), and
+/// squared Hellinger distance: \f$\sqrt{pq}\f$, `Elem::r`), and
 /// `template <class T> bind() const`, which returns the generator the kernel runs with, per-call
 /// constants (such as the logs of a mixture weight) computed once per row instead of per entry (or
 /// a `std::variant` of such generators, one per case of the parameters, as `AlphaBeta`'s: the

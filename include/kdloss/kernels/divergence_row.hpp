@@ -23,14 +23,15 @@ enum class From {
 };
 
 /// The sums of a row pass 1 computes for a generator's value or centre: the two KL divergences
-/// (+inf where a support is not covered) and the Bhattacharyya coefficient. Only those a generator
-/// asks for (`needs_fkl`, `needs_rkl`, `needs_bhattacharyya`) are computed.
+/// (+inf where a support is not covered) and the squared Hellinger distance. Only those a generator
+/// asks for (`needs_fkl`, `needs_rkl`, `needs_hellinger`) are computed.
 struct KlStats {
   double fkl = 0;  ///< KL(p||q)
   double rkl = 0;  ///< KL(q||p)
-  /// \f$BC = \sum_v\sqrt{p_v q_v} \in [0, 1]\f$ (1 exactly for identical rows), summed as
-  /// \f$e^{k(t_v + s_v)/2}\f$ beside the two rows' sums of exponentials
-  double bhattacharyya = 0;
+  /// \f$1 - \sum_v\sqrt{p_v q_v} \in [0, 1]\f$ (0 exactly for identical rows), from sums of the
+  /// halves \f$e^{k t_v/2}, e^{k s_v/2}\f$ of the rows' exponentials that keep its relative accuracy
+  /// where the rows are alike (`RootSums`)
+  double hellinger = 0;
 };
 
 /// Per-entry quantities a generator sees (all lanes of one vector): \f$a = \log p_v\f$,
@@ -70,10 +71,10 @@ template <class Gen>
 struct gen_needs_rkl<Gen, std::void_t<decltype(Gen::needs_rkl)>>
     : std::integral_constant<bool, Gen::needs_rkl> {};
 template <class Gen, class = void>
-struct gen_needs_bhattacharyya : std::false_type {};
+struct gen_needs_hellinger : std::false_type {};
 template <class Gen>
-struct gen_needs_bhattacharyya<Gen, std::void_t<decltype(Gen::needs_bhattacharyya)>>
-    : std::integral_constant<bool, Gen::needs_bhattacharyya> {};
+struct gen_needs_hellinger<Gen, std::void_t<decltype(Gen::needs_hellinger)>>
+    : std::integral_constant<bool, Gen::needs_hellinger> {};
 template <class Gen, class = void>
 struct gen_masks_itself : std::false_type {};
 template <class Gen>
@@ -106,7 +107,7 @@ struct gen_binds<T, Gen, std::void_t<decltype(std::declval<const Gen&>().templat
 
 /// The fused row of the divergence `gen` between teacher row t and student row s:
 /// - pass 1 (row_stats): maxima and sums of exponentials of both rows, plus KL(p||q), KL(q||p)
-///   and the Bhattacharyya coefficient as the generator takes its value or centre from them;
+///   and the squared Hellinger distance as the generator takes its value or centre from them;
 /// - a value pass, only for generators whose value or centre is a sum over the row: it sums
 ///   \f$\mathrm{term}_v\f$ (or, for a value from the centre, only \f$h_v\f$) and \f$h_v\f$ and,
 ///   when it may, leaves \f$h_v\f$ in the gradient row; it prefetches the next row (`out.next`);
@@ -135,7 +136,7 @@ RowResult divergence_row_bound(const Gen& gen_in, const TeacherRow& teacher_in, 
   static_assert(gen_centre_from<Gen>::value != From::Centre, "a centre cannot come from itself");
   static_assert(!kCentreValue || !kStatsCentre, "a value from the centre sums h in the value pass");
   constexpr bool kFkl = gen_needs_fkl<Gen>::value, kRkl = gen_needs_rkl<Gen>::value;
-  constexpr bool kBc = gen_needs_bhattacharyya<Gen>::value;
+  constexpr bool kBc = gen_needs_hellinger<Gen>::value;
   T* const grad = out.row;
 
   // Pass 1 leaves one side's exponentials in the gradient row when the gradient pass will
@@ -162,7 +163,7 @@ RowResult divergence_row_bound(const Gen& gen_in, const TeacherRow& teacher_in, 
     kl.fkl = st.teacher_uncovered ? kInf : std::max(0.0, kd * st.cross_t / st.t.sum - lst + lss);
   if constexpr (kRkl)
     kl.rkl = st.student_uncovered ? kInf : std::max(0.0, -kd * st.cross_s / st.s.sum + lst - lss);
-  if constexpr (kBc) kl.bhattacharyya = st.bhattacharyya;
+  if constexpr (kBc) kl.hellinger = st.hellinger;
 
   // The entry view, relative to the row maxima (so z/tau never overflows for huge logits). In base
   // 2, log2 p = k log2(e) (t - max t) - log2 S_t: p costs one fms and one exp2.

@@ -65,9 +65,9 @@ struct PairStats {
   bool student_uncovered = false;  ///< some finite s_v has t_v = -inf: KL(q||p) = +inf
   double teacher_m1 = 0;  ///< \f$\sum_v e^{k(t_v-\max t)}(t_v - \max t)\f$ (teacher moments, if planned)
   double teacher_m2 = 0;  ///< \f$\sum_v e^{k(t_v-\max t)}(t_v - \max t)^2\f$
-  /// The Bhattacharyya coefficient \f$BC = \sum_v \sqrt{p_v q_v}\f$ (if planned), in [0, 1]; exactly 1
-  /// for rows with the same maxima and sums whose sums of roots are theirs (identical rows).
-  double bhattacharyya = 0;
+  /// The squared Hellinger distance \f$1 - \sum_v \sqrt{p_v q_v}\f$ (if planned; see `RootSums`), in
+  /// [0, 1], exactly 0 for identical rows.
+  double hellinger = 0;
   /// The stash (if planned) is read with one kind of reference for every block (false for a row
   /// whose \f$|\kappa\max|\f$ passed \f$2^{12}\f$ part way: its later blocks have maxima, not offsets).
   bool stash_complete = true;
@@ -79,11 +79,40 @@ struct PairStats {
   bool same_statistics() const { return t.max == s.max && t.sum == s.sum; }
 };
 
+/// The sums pass 1 keeps for the squared Hellinger distance \f$H = 1 - C/\sqrt{AB}\f$ of two rows of
+/// exponentials \f$u_v^2\f$ (teacher) and \f$w_v^2\f$ (student), with \f$A = \sum_v u_v^2\f$,
+/// \f$B = \sum_v w_v^2\f$ (the rows' own sums) and \f$C = \sum_v u_v w_v\f$. Formed from C, H
+/// would cancel for near-identical rows (an error of a few float ulp of 1, whatever the size of H);
+/// it is formed instead from \f$E = \sum_v u_v(u_v - w_v) = A - C\f$ and \f$D = \sum_v (u_v -
+/// w_v)^2\f$, small where the rows are alike, which float sums keep to a few ulp of their own size
+/// (so H keeps a relative error of a small multiple of eps over the rows' relative difference;
+/// `tests/f_divergence.test.cpp` checks rows 1e-3 apart):
+/// \f$AB/C^2 - 1 = D/C + E(D - E)/C^2\f$, of the order of H itself.
+struct RootSums {
+  double e = 0, d = 0;
+  /// The sums once every u is multiplied by a and every w by b (A, B: the rows' sums before).
+  void scale(double a, double b, double A, double B) {
+    const double ab = a - b;  // sum w (u - w) = C - B = E - D
+    const double d_new = a * a * d + 2 * a * ab * (e - d) + ab * ab * B;
+    e = a * ab * A + a * b * e;
+    d = d_new;
+  }
+  void add(const RootSums& o) { e += o.e, d += o.d; }
+  /// \f$H = 1 - (1 + x)^{-1/2}\f$, \f$x = AB/C^2 - 1\f$ (1 where rounding leaves no positive C).
+  double distance(double A) const {
+    const double C = A - e;
+    if (!(C > 0)) return 1.0;
+    const double x = d / C + e * (d - e) / (C * C);
+    return std::min(1.0, std::max(0.0, -std::expm1(-0.5 * std::log1p(x))));
+  }
+};
+
 /// One pass-1 block's sums (relative to the block's references and in base-2 units as its sweep
 /// returns them; see `row_stats`) and, when the sweep tracked them, its maxima.
 template <class T>
 struct BlockSums {
-  double st = 0, ss = 0, ct = 0, cs = 0, m1 = 0, m2 = 0, lin = 0, roots = 0;
+  double st = 0, ss = 0, ct = 0, cs = 0, m1 = 0, m2 = 0, lin = 0;
+  RootSums roots;
   T max_t = -std::numeric_limits<T>::infinity(), max_s = -std::numeric_limits<T>::infinity();
 };
 
@@ -161,15 +190,15 @@ struct StatsPlan {
   static constexpr bool teacher_moments = TeacherMoments;
   /// also write one side's exponentials to a row (see `ExpStash`)
   static constexpr Stash stash = StashSide;
-  /// also \f$\sum_v e^{k(t_v - \max t + s_v - \max s)/2}\f$, whence the Bhattacharyya coefficient:
-  /// each side's exponential is then taken as the square of \f$2^{y/2}\f$, and the root of an entry
-  /// is the product of its two halves (two exponentials per entry, not three; a square is within
+  /// also the squared Hellinger distance (`RootSums`): each side's exponential is then taken as the
+  /// square of \f$2^{y/2}\f$, and the root of an entry is the product of its two halves (two exponentials per entry, not three; a square is within
   /// 6 ulp of the exponential, measured over [-120, 64] on every path, against 2 to 3 ulp)
   static constexpr bool roots = Roots;
   static_assert(!StudentSum || Student, "the student sum needs the student row");
   static_assert(StashSide != Stash::Teacher || Teacher, "the teacher stash needs the teacher row");
   static_assert(StashSide != Stash::Student || Student, "the student stash needs the student row");
   static_assert(StashSide != Stash::Roots || Roots, "the roots' stash needs the roots");
+  static_assert(!Roots || !(CrossT || CrossS || TeacherMoments), "the roots plan takes half exponents alone");
   static_assert(!(CrossT || CrossS || Roots) || (Teacher && Student), "cross sums need both rows");
 };
 
@@ -227,7 +256,8 @@ PairStats<T> row_stats(const TeacherRow& teacher, const StudentRow& srow, Index 
 
   PairStats<T> r;
   T mt = -kInf, ms = -kInf;
-  double st = 0, ss = 0, ct = 0, cs = 0, lin = 0, m1 = 0, m2 = 0, roots = 0;
+  double st = 0, ss = 0, ct = 0, cs = 0, lin = 0, m1 = 0, m2 = 0;
+  RootSums roots;
   // exp(k (x - max)) = 2^(kappa (x - max)): one multiplier folds 1/tau and log2(e).
   const double kappa = exp2_scale(k);
   const B kb = B::splat(static_cast<T>(kappa));
@@ -238,6 +268,9 @@ PairStats<T> row_stats(const TeacherRow& teacher, const StudentRow& srow, Index 
     const double dt = static_cast<double>(finite_floor(nmt)) - static_cast<double>(finite_floor(mt));
     const double ds = static_cast<double>(finite_floor(nms)) - static_cast<double>(finite_floor(ms));
     const double delta = dt - ds;
+    // The roots' halves scale by the square roots of the sums' factors (before the sums do).
+    if (Plan::roots && (dt > 0 || ds > 0))
+      roots.scale(dt > 0 ? std::exp2(-kappa * dt / 2) : 1.0, ds > 0 ? std::exp2(-kappa * ds / 2) : 1.0, st, ss);
     if (st > 0 && (dt > 0 || delta != 0)) {
       const double sc = dt > 0 ? std::exp2(-kappa * dt) : 1.0;
       ct = sc * (ct - st * delta);
@@ -252,9 +285,6 @@ PairStats<T> row_stats(const TeacherRow& teacher, const StudentRow& srow, Index 
       cs = sc * (cs - ss * delta);
       ss *= sc;
     }
-    // The roots' exponent is the mean of the two sides' (dt = ds for identical rows: the same
-    // factor as theirs, bit for bit).
-    if (roots > 0 && (dt > 0 || ds > 0)) roots *= std::exp2(-kappa * ((dt + ds) / 2));
     mt = nmt;
     ms = nms;
   };
@@ -295,13 +325,19 @@ PairStats<T> row_stats(const TeacherRow& teacher, const StudentRow& srow, Index 
     const T msf = finite_floor(ms);
     const B rtb = B::splat(rt), rsb = B::splat(rs), msb = B::splat(msf), mtb = B::splat(finite_floor(mt));
     auto exponent = [&](B x, B ref) { return kFused ? fms(x, kb, ref) : (x - ref) * kb; };
-    [[maybe_unused]] auto half_exp = [](B y) { return simd::exp2_nonpositive(y * B::splat(T(0.5))); };
+    // The roots plan's half exponent y/2, with kappa and the reference halved (exactly: the same
+    // value as y times 1/2, one multiply fewer).
+    const T half = T(0.5);
+    [[maybe_unused]] const B kbh = kb * B::splat(half), rtbh = B::splat(rt * half), rsbh = B::splat(rs * half);
+    [[maybe_unused]] auto half_exp = [&](B x, B ref, B ref_half) {
+      return simd::exp2_nonpositive(kFused ? fms(x, kbh, ref_half) : (x - ref) * kbh);
+    };
     const B zero = B::splat(0);
     B ft[4] = {zero, zero, zero, zero}, fs[4] = {zero, zero, zero, zero};
     B fct[4] = {zero, zero, zero, zero}, fcs[4] = {zero, zero, zero, zero};
     B fsum[4] = {zero, zero, zero, zero};
     B fm1[4] = {zero, zero, zero, zero}, fm2[4] = {zero, zero, zero, zero};
-    B fr[4] = {zero, zero, zero, zero};
+    B fre[2] = {zero, zero}, frd[2] = {zero, zero};
     B bt[2] = {B::splat(-kInf), B::splat(-kInf)}, bs[2] = {B::splat(-kInf), B::splat(-kInf)};
     auto body = [&](Index j, auto lanes, int a) {
       B yt = zero, ys = zero, et = zero, es = zero;
@@ -309,9 +345,12 @@ PairStats<T> row_stats(const TeacherRow& teacher, const StudentRow& srow, Index 
       if constexpr (Plan::teacher) {
         const B x = trow.template load<B>(j, lanes);
         if constexpr (kTracked) bt[a & 1] = max(x, bt[a & 1]);
-        yt = exponent(x, rtb);
-        if constexpr (Plan::roots) ht = half_exp(yt), et = ht * ht;
-        else et = simd::exp2_nonpositive(yt);
+        if constexpr (Plan::roots) {
+          ht = half_exp(x, rtb, rtbh), et = ht * ht;
+        } else {
+          yt = exponent(x, rtb);
+          et = simd::exp2_nonpositive(yt);
+        }
         ft[a] = ft[a] + et;
         if constexpr (Plan::stash == Stash::Teacher) store(stash_row + j, et, lanes);
         if constexpr (Plan::teacher_moments) {
@@ -326,9 +365,12 @@ PairStats<T> row_stats(const TeacherRow& teacher, const StudentRow& srow, Index 
       if constexpr (Plan::student) {
         const B x = sr.template load<B>(j, lanes);
         if constexpr (kTracked) bs[a & 1] = max(x, bs[a & 1]);
-        ys = exponent(x, rsb);
-        if constexpr (Plan::roots) hs = half_exp(ys), es = hs * hs;
-        else es = simd::exp2_nonpositive(ys);
+        if constexpr (Plan::roots) {
+          hs = half_exp(x, rsb, rsbh), es = hs * hs;
+        } else {
+          ys = exponent(x, rsb);
+          es = simd::exp2_nonpositive(ys);
+        }
         fs[a] = fs[a] + es;
         if constexpr (Plan::stash == Stash::Student) store(stash_row + j, es, lanes);
         // Tail lanes read as the maximum here (they must add 0, not -inf).
@@ -343,10 +385,11 @@ PairStats<T> row_stats(const TeacherRow& teacher, const StudentRow& srow, Index 
         if constexpr (Plan::cross_t) fct[a] = fma(et, max(d, B::splat(-kBig)), fct[a]);
         if constexpr (Plan::cross_s) fcs[a] = fma(es, min(d, B::splat(kBig)), fcs[a]);
       }
-      if constexpr (Plan::roots) {
-        const B root = ht * hs;
-        fr[a] = fr[a] + root;
-        if constexpr (Plan::stash == Stash::Roots) store(stash_row + j, root, lanes);
+      if constexpr (Plan::roots) {  // (see RootSums; two accumulators each, which 32 registers hold)
+        const B d = ht - hs;
+        fre[a & 1] = fma(ht, d, fre[a & 1]);
+        frd[a & 1] = fma(d, d, frd[a & 1]);
+        if constexpr (Plan::stash == Stash::Roots) store(stash_row + j, ht * hs, lanes);
       }
     };
     Index j = j0;
@@ -363,7 +406,7 @@ PairStats<T> row_stats(const TeacherRow& teacher, const StudentRow& srow, Index 
     if constexpr (Plan::student) sums.ss = total(fs);
     if constexpr (Plan::cross_t) sums.ct = total(fct);
     if constexpr (Plan::cross_s) sums.cs = total(fcs);
-    if constexpr (Plan::roots) sums.roots = total(fr);
+    if constexpr (Plan::roots) sums.roots = {hsum_wide(fre[0] + fre[1]), hsum_wide(frd[0] + frd[1])};
     if constexpr (Plan::teacher_moments) sums.m1 = total(fm1), sums.m2 = total(fm2);
     // The block's sum is relative to the maximum it used: keep the absolute part aside.
     if constexpr (Plan::student_sum) sums.lin = total(fsum) + static_cast<double>(j1 - j0) * static_cast<double>(msf);
@@ -416,9 +459,12 @@ PairStats<T> row_stats(const TeacherRow& teacher, const StudentRow& srow, Index 
     if constexpr (Plan::teacher_moments) b.m1 /= et, b.m2 /= et;  // already relative to max t
     if constexpr (Plan::cross_t) b.ct = (b.ct - dd * b.st) * inv / et;
     if constexpr (Plan::cross_s) b.cs = (b.cs - dd * b.ss) * inv / es;
-    // The roots' sum was taken at sqrt(2^delta_t 2^delta_s); sqrt(et^2) = et exactly.
-    if constexpr (Plan::roots) b.roots /= std::sqrt(et * es);
-    st += b.st / et, ss += b.ss / es, ct += b.ct, cs += b.cs, m1 += b.m1, m2 += b.m2, lin += b.lin, roots += b.roots;
+    // The halves were taken at sqrt(et) and sqrt(es) (equal for identical rows).
+    if constexpr (Plan::roots) {
+      if (et != 1.0 || es != 1.0) b.roots.scale(1 / std::sqrt(et), 1 / std::sqrt(es), b.st, b.ss);
+      roots.add(b.roots);
+    }
+    st += b.st / et, ss += b.ss / es, ct += b.ct, cs += b.cs, m1 += b.m1, m2 += b.m2, lin += b.lin;
     if constexpr (Plan::stash == Stash::Roots) {
       stash.ref[2 * (j0 / kBlock)] = ref_of(mt, fused);
       stash.ref[2 * (j0 / kBlock) + 1] = ref_of(ms, fused);
@@ -466,9 +512,8 @@ PairStats<T> row_stats(const TeacherRow& teacher, const StudentRow& srow, Index 
       move_to(nmt, nms);
     }
   }
-  // BC = sum sqrt(p q) = R / sqrt(S_t S_s), from the sums before the clamp below (so identical rows
-  // give R = S_t = S_s, and BC = 1 exactly); rounding may leave it a few ulp above 1.
-  if constexpr (Plan::roots) r.bhattacharyya = st > 0 && ss > 0 ? std::min(1.0, roots / std::sqrt(st * ss)) : 0.0;
+  // From the sums before the clamp below (identical rows: E = D = 0, and H = 0 exactly).
+  if constexpr (Plan::roots) r.hellinger = roots.distance(st);
   // Each maximum adds exactly 1 when its block's exponentials are relative to it; relative to an
   // earlier maximum it adds 1 within rounding, which may leave a sum a few ulp below 1. The exact
   // sum is >= 1: so is this one (log S >= 0, every p <= 1).
