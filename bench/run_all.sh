@@ -9,6 +9,7 @@ out="${OUT_DIR:-$root/build/release/bench-results}"
 filter="${1:-.}"
 mkdir -p "$out"
 for b in "$bin"/kdloss_bench_*; do
+  [[ -f "$b" && -x "$b" ]] || continue  # the binaries only (not a stray folder of the same prefix)
   name="$(basename "$b")"
   echo "== $name" >&2
   "$b" --benchmark_filter="$filter" --benchmark_repetitions=5 --benchmark_report_aggregates_only=true \
