@@ -115,9 +115,9 @@ struct gen_binds<T, Gen, std::void_t<decltype(std::declval<const Gen&>().templat
 ///   \beta\,\mathrm{row}_j\f$, \f$h = q\,g\f$, \f$c = \sum_v h_v\f$ (`out.scale` carries
 ///   \f$1/\tau\f$, the weight and the reduction), which then only recomputes \f$q\f$.
 /// With a value and centre from pass 1 (forward and reverse KL, Jeffreys, their weighted sum,
-/// squared Hellinger) there
-/// is no value pass, and the gradient pass takes p (or q, as the generator's `reuse` says) from the
-/// exponentials pass 1 left in the gradient row: one exponential per entry instead of two.
+/// squared Hellinger) there is no value pass, and the gradient pass takes p (or q, or
+/// \f$\sqrt{pq}\f$, as the generator's `reuse` says) from the values pass 1 left in the gradient
+/// row: one exponential per entry instead of two.
 /// Passes after the first run backwards over the row, so a row larger than L2 starts on the lines
 /// the previous pass left in cache. `out.row == nullptr` computes the value alone.
 template <class Arch, Stash Side, class Gen, class T, class TeacherRow>
@@ -136,15 +136,15 @@ RowResult divergence_row_bound(const Gen& gen_in, const TeacherRow& teacher_in, 
   static_assert(gen_centre_from<Gen>::value != From::Centre, "a centre cannot come from itself");
   static_assert(!kCentreValue || !kStatsCentre, "a value from the centre sums h in the value pass");
   constexpr bool kFkl = gen_needs_fkl<Gen>::value, kRkl = gen_needs_rkl<Gen>::value;
-  constexpr bool kBc = gen_needs_hellinger<Gen>::value;
+  constexpr bool kHellinger = gen_needs_hellinger<Gen>::value;
   T* const grad = out.row;
 
   // Pass 1 leaves one side's exponentials in the gradient row when the gradient pass will
   // overwrite it and reuses them (rows of up to kStashBlocks pass-1 blocks: 512k entries in float
   // AVX-512; longer rows take the exponential again).
   constexpr Stash kReuse = kStatsValue && kStatsCentre ? Side : Stash::None;
-  using Plan = StatsPlan<true, true, kFkl, kRkl, false, false, Stash::None, kBc>;
-  using StashPlan = StatsPlan<true, true, kFkl, kRkl, false, false, kReuse, kBc>;
+  using Plan = StatsPlan<true, true, kFkl, kRkl, false, false, Stash::None, kHellinger>;
+  using StashPlan = StatsPlan<true, true, kFkl, kRkl, false, false, kReuse, kHellinger>;
   constexpr Index kBlock = stats_block<B, StashPlan>();
   constexpr Index kStashBlocks = kReuse != Stash::None ? 256 : 1;
   T refs[kReuse == Stash::Roots ? 2 * kStashBlocks : kStashBlocks];
@@ -163,7 +163,7 @@ RowResult divergence_row_bound(const Gen& gen_in, const TeacherRow& teacher_in, 
     kl.fkl = st.teacher_uncovered ? kInf : std::max(0.0, kd * st.cross_t / st.t.sum - lst + lss);
   if constexpr (kRkl)
     kl.rkl = st.student_uncovered ? kInf : std::max(0.0, -kd * st.cross_s / st.s.sum + lst - lss);
-  if constexpr (kBc) kl.hellinger = st.hellinger;
+  if constexpr (kHellinger) kl.hellinger = st.hellinger;
 
   // The entry view, relative to the row maxima (so z/tau never overflows for huge logits). In base
   // 2, log2 p = k log2(e) (t - max t) - log2 S_t: p costs one fms and one exp2.

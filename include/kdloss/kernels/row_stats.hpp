@@ -191,8 +191,9 @@ struct StatsPlan {
   /// also write one side's exponentials to a row (see `ExpStash`)
   static constexpr Stash stash = StashSide;
   /// also the squared Hellinger distance (`RootSums`): each side's exponential is then taken as the
-  /// square of \f$2^{y/2}\f$, and the root of an entry is the product of its two halves (two exponentials per entry, not three; a square is within
-  /// 6 ulp of the exponential, measured over [-120, 64] on every path, against 2 to 3 ulp)
+  /// square of \f$2^{y/2}\f$, and the root of an entry is the product of its two halves (two
+  /// exponentials per entry, not three; a square is within 6 ulp of the exponential, measured over
+  /// [-120, 64] on every path, against 2 to 3 ulp)
   static constexpr bool roots = Roots;
   static_assert(!StudentSum || Student, "the student sum needs the student row");
   static_assert(StashSide != Stash::Teacher || Teacher, "the teacher stash needs the teacher row");
@@ -269,8 +270,10 @@ PairStats<T> row_stats(const TeacherRow& teacher, const StudentRow& srow, Index 
     const double ds = static_cast<double>(finite_floor(nms)) - static_cast<double>(finite_floor(ms));
     const double delta = dt - ds;
     // The roots' halves scale by the square roots of the sums' factors (before the sums do).
-    if (Plan::roots && (dt > 0 || ds > 0))
-      roots.scale(dt > 0 ? std::exp2(-kappa * dt / 2) : 1.0, ds > 0 ? std::exp2(-kappa * ds / 2) : 1.0, st, ss);
+    if constexpr (Plan::roots) {
+      if (dt > 0 || ds > 0)
+        roots.scale(dt > 0 ? std::exp2(-kappa * dt / 2) : 1.0, ds > 0 ? std::exp2(-kappa * ds / 2) : 1.0, st, ss);
+    }
     if (st > 0 && (dt > 0 || delta != 0)) {
       const double sc = dt > 0 ? std::exp2(-kappa * dt) : 1.0;
       ct = sc * (ct - st * delta);
@@ -437,7 +440,7 @@ PairStats<T> row_stats(const TeacherRow& teacher, const StudentRow& srow, Index 
   auto own_at_max = [&](T m) {
     if (m == -kInf) return 1.0;
     const B y = fms(B::splat(m), kb, B::splat(ref_of(m, true)));
-    if constexpr (Plan::roots) {
+    if constexpr (Plan::roots) {  // as the sweep's half exponent (y/2 exactly) and its square
       const B h = simd::exp2_nonpositive(y * B::splat(T(0.5)));
       return static_cast<double>(hmax(h * h));
     } else {
