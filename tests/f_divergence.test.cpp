@@ -15,6 +15,11 @@ using kdtest::specs::Neyman;
 using kdtest::specs::Pearson;
 
 KDTEST_PAIR_LOSS_SUITE(Hellinger, "SquaredHellinger", "[f_divergence]")
+// Pass 1 rescales the Hellinger sums (kernels::RootSums) when a block's maxima rise, each side by its
+// own factor; a rise of more than 64 in base 2 sweeps the block again.
+TEMPLATE_TEST_CASE("Hellinger with maxima rising along the row", "[f_divergence]", float, double) {
+  kdtest::check_rising_maxima<Hellinger, TestType>(kdtest::seed(702));
+}
 KDTEST_PAIR_LOSS_SUITE(Pearson, "PearsonChi2", "[f_divergence]")
 KDTEST_PAIR_LOSS_SUITE(Neyman, "NeymanChi2", "[f_divergence]")
 KDTEST_PAIR_LOSS_SUITE(Jeffreys, "Jeffreys", "[f_divergence]")

@@ -88,22 +88,33 @@ struct PairStats {
 /// (so H keeps a relative error of a small multiple of eps over the rows' relative difference;
 /// `tests/f_divergence.test.cpp` checks rows 1e-3 apart):
 /// \f$AB/C^2 - 1 = D/C + E(D - E)/C^2\f$, of the order of H itself.
+///
+/// That holds while the two sides' references move together, as they do for rows that are alike.
+/// A rescale that moves one side's halves by more than \f$\sqrt2\f$ relative to the other's
+/// (maxima rising differently, as where the rows differ) would recover small sums from large ones
+/// (a block swept against one side's stale maximum is dominated by that side): after one, H is
+/// \f$1 - C/\sqrt{AB}\f$ from C summed as well, to a few ulp of 1, the accuracy rows that differ
+/// need.
 struct RootSums {
-  double e = 0, d = 0;
+  double e = 0, d = 0, c = 0;
+  bool alike = true;  ///< every rescale so far kept the two sides within sqrt(2) of each other
   /// The sums once every u is multiplied by a and every w by b (A, B: the rows' sums before).
   void scale(double a, double b, double A, double B) {
+    constexpr double kRoot2 = 1.4142135623730951;
+    if ((A > 0 || B > 0) && (a > kRoot2 * b || b > kRoot2 * a)) alike = false;
     const double ab = a - b;  // sum w (u - w) = C - B = E - D
     const double d_new = a * a * d + 2 * a * ab * (e - d) + ab * ab * B;
     e = a * ab * A + a * b * e;
     d = d_new;
+    c *= a * b;
   }
-  void add(const RootSums& o) { e += o.e, d += o.d; }
-  /// \f$H = 1 - (1 + x)^{-1/2}\f$, \f$x = AB/C^2 - 1\f$ (1 where rounding leaves no positive C).
-  double distance(double A) const {
-    const double C = A - e;
-    if (!(C > 0)) return 1.0;
-    const double x = d / C + e * (d - e) / (C * C);
-    return std::min(1.0, std::max(0.0, -std::expm1(-0.5 * std::log1p(x))));
+  void add(const RootSums& o) { e += o.e, d += o.d, c += o.c; }
+  /// H: \f$1 - (1 + x)^{-1/2}\f$, \f$x = AB/C^2 - 1\f$, while `alike`, else \f$1 - C/\sqrt{AB}\f$
+  /// (1 where rounding leaves no positive C).
+  double distance(double A, double B) const {
+    if (!(c > 0)) return 1.0;
+    const double h = alike ? -std::expm1(-0.5 * std::log1p(d / c + e * (d - e) / (c * c))) : 1 - c / std::sqrt(A * B);
+    return std::min(1.0, std::max(0.0, h));
   }
 };
 
@@ -340,7 +351,7 @@ PairStats<T> row_stats(const TeacherRow& teacher, const StudentRow& srow, Index 
     B fct[4] = {zero, zero, zero, zero}, fcs[4] = {zero, zero, zero, zero};
     B fsum[4] = {zero, zero, zero, zero};
     B fm1[4] = {zero, zero, zero, zero}, fm2[4] = {zero, zero, zero, zero};
-    B fre[2] = {zero, zero}, frd[2] = {zero, zero};
+    B fre[2] = {zero, zero}, frd[2] = {zero, zero}, frc[2] = {zero, zero};
     B bt[2] = {B::splat(-kInf), B::splat(-kInf)}, bs[2] = {B::splat(-kInf), B::splat(-kInf)};
     auto body = [&](Index j, auto lanes, int a) {
       B yt = zero, ys = zero, et = zero, es = zero;
@@ -389,10 +400,11 @@ PairStats<T> row_stats(const TeacherRow& teacher, const StudentRow& srow, Index 
         if constexpr (Plan::cross_s) fcs[a] = fma(es, min(d, B::splat(kBig)), fcs[a]);
       }
       if constexpr (Plan::roots) {  // (see RootSums; two accumulators each, which 32 registers hold)
-        const B d = ht - hs;
+        const B d = ht - hs, root = ht * hs;
         fre[a & 1] = fma(ht, d, fre[a & 1]);
         frd[a & 1] = fma(d, d, frd[a & 1]);
-        if constexpr (Plan::stash == Stash::Roots) store(stash_row + j, ht * hs, lanes);
+        frc[a & 1] = frc[a & 1] + root;
+        if constexpr (Plan::stash == Stash::Roots) store(stash_row + j, root, lanes);
       }
     };
     Index j = j0;
@@ -409,7 +421,7 @@ PairStats<T> row_stats(const TeacherRow& teacher, const StudentRow& srow, Index 
     if constexpr (Plan::student) sums.ss = total(fs);
     if constexpr (Plan::cross_t) sums.ct = total(fct);
     if constexpr (Plan::cross_s) sums.cs = total(fcs);
-    if constexpr (Plan::roots) sums.roots = {hsum_wide(fre[0] + fre[1]), hsum_wide(frd[0] + frd[1])};
+    if constexpr (Plan::roots) sums.roots = {hsum_wide(fre[0] + fre[1]), hsum_wide(frd[0] + frd[1]), hsum_wide(frc[0] + frc[1])};
     if constexpr (Plan::teacher_moments) sums.m1 = total(fm1), sums.m2 = total(fm2);
     // The block's sum is relative to the maximum it used: keep the absolute part aside.
     if constexpr (Plan::student_sum) sums.lin = total(fsum) + static_cast<double>(j1 - j0) * static_cast<double>(msf);
@@ -516,7 +528,7 @@ PairStats<T> row_stats(const TeacherRow& teacher, const StudentRow& srow, Index 
     }
   }
   // From the sums before the clamp below (identical rows: E = D = 0, and H = 0 exactly).
-  if constexpr (Plan::roots) r.hellinger = roots.distance(st);
+  if constexpr (Plan::roots) r.hellinger = roots.distance(st, ss);
   // Each maximum adds exactly 1 when its block's exponentials are relative to it; relative to an
   // earlier maximum it adds 1 within rounding, which may leave a sum a few ulp below 1. The exact
   // sum is >= 1: so is this one (log S >= 0, every p <= 1).
