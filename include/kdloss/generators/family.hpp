@@ -209,10 +209,10 @@ struct TotalVariation {
 /// \f$g = \tfrac12(1 - \sqrt r)\f$, \f$h = \tfrac12(q - \sqrt{pq})\f$ (`Elem::r`
 /// \f$= \sqrt{pq}\f$), and \f$\sum_v h_v = L/2\f$. Pass 1 computes L beside the rows' own sums
 /// (`kernels::RootSums`: where the rows are alike, with a relative error of a small multiple of eps
-/// over their relative difference, as the term form's, not an absolute one of a few ulp of 1), so value and centre come
-/// from it, and it leaves the roots in the gradient row, from which the gradient pass takes
-/// \f$\sqrt{pq}\f$ without reading the teacher: two passes, as forward KL. Always finite;
-/// identical rows give exactly 0.
+/// over their relative difference, as the term form's, not an absolute one of a few ulp of 1), so
+/// value and centre come from it, and it leaves the roots in the gradient row, from which the
+/// gradient pass takes \f$\sqrt{pq}\f$ without reading the teacher: two passes, as forward KL.
+/// Always finite; identical rows give exactly 0.
 struct SquaredHellinger {
   static constexpr const char* name = "kdloss::FDivergence<SquaredHellinger>";
   static constexpr kernels::From value_from = kernels::From::Stats;

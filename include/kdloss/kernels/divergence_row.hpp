@@ -268,20 +268,18 @@ RowResult divergence_row_bound(const Gen& gen_in, const TeacherRow& teacher_in, 
     const double ls = kFrom == Stash::Teacher ? lst : lss;
     const B bb = B::splat(out.beta);
     for (Index b = (n - 1) / kBlock; b >= 0; --b) {
-      B f1b = B::splat(T(1)), f2b = B::splat(T(1));
-      if constexpr (kFrom == Stash::Roots) {
-        const auto f = StashFactor<T>::of_roots(refs + 2 * b, st, kappa, lst, lss);
-        f1b = B::splat(f.f1);
-        f2b = B::splat(f.f2);
-      } else if constexpr (kFrom != Stash::None) {
-        const auto f = StashFactor<T>::of(refs[b], side.max, st.stash_offsets, kappa, ls);
-        f1b = B::splat(f.f1);
-        f2b = B::splat(f.f2);
-      }
+      const StashFactor<T> f = [&] {
+        if constexpr (kFrom == Stash::Roots) return StashFactor<T>::of_roots(refs + 2 * b, st, kappa, lst, lss);
+        else if constexpr (kFrom != Stash::None) return StashFactor<T>::of(refs[b], side.max, st.stash_offsets, kappa, ls);
+        else return StashFactor<T>{};
+      }();
+      const B f1b = B::splat(f.f1), f2b = B::splat(f.f2);
       sweep_reverse<W>(b * kBlock, std::min(n, (b + 1) * kBlock), [&](Index j, auto lanes) KDLOSS_INLINE_LAMBDA {
         Elem<B> e = view(j, lanes, from_stash);
-        if constexpr (kFrom != Stash::None)
-          (kFrom == Stash::Teacher ? e.p : kFrom == Stash::Student ? e.q : e.r) = load<B>(grad + j, lanes, T(0)) * f1b * f2b;
+        if constexpr (kFrom != Stash::None) {
+          B& stashed = kFrom == Stash::Teacher ? e.p : kFrom == Stash::Student ? e.q : e.r;
+          stashed = load<B>(grad + j, lanes, T(0)) * f1b * f2b;
+        }
         B g = grad_entry(e);
         if constexpr (decltype(accumulate)::value) g = fma(load<B>(grad + j, lanes, T(0)), bb, g);
         store(grad + j, g, lanes);

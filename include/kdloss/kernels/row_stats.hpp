@@ -113,7 +113,8 @@ struct RootSums {
   /// (1 where rounding leaves no positive C).
   double distance(double A, double B) const {
     if (!(c > 0)) return 1.0;
-    const double h = alike ? -std::expm1(-0.5 * std::log1p(d / c + e * (d - e) / (c * c))) : 1 - c / std::sqrt(A * B);
+    const double x = d / c + e * (d - e) / (c * c);
+    const double h = alike ? -std::expm1(-0.5 * std::log1p(x)) : 1 - c / std::sqrt(A * B);
     return std::min(1.0, std::max(0.0, h));
   }
 };
@@ -421,7 +422,8 @@ PairStats<T> row_stats(const TeacherRow& teacher, const StudentRow& srow, Index 
     if constexpr (Plan::student) sums.ss = total(fs);
     if constexpr (Plan::cross_t) sums.ct = total(fct);
     if constexpr (Plan::cross_s) sums.cs = total(fcs);
-    if constexpr (Plan::roots) sums.roots = {hsum_wide(fre[0] + fre[1]), hsum_wide(frd[0] + frd[1]), hsum_wide(frc[0] + frc[1])};
+    if constexpr (Plan::roots)
+      sums.roots = {hsum_wide(fre[0] + fre[1]), hsum_wide(frd[0] + frd[1]), hsum_wide(frc[0] + frc[1])};
     if constexpr (Plan::teacher_moments) sums.m1 = total(fm1), sums.m2 = total(fm2);
     // The block's sum is relative to the maximum it used: keep the absolute part aside.
     if constexpr (Plan::student_sum) sums.lin = total(fsum) + static_cast<double>(j1 - j0) * static_cast<double>(msf);
