@@ -224,6 +224,50 @@ TEST_CASE("exp2 for any y (float) is within 3 ulp of std::exp2 over the whole fl
   CHECK(std::isnan(one(std::numeric_limits<float>::quiet_NaN())));
 }
 
+TEST_CASE("exp2_unbounded (float) is the kernel exponential wherever its result is finite", "[simd][exp]") {
+  // Pass 1 sweeps a block with it and keeps the block's sums only where they are finite: so for
+  // every y <= 64 its result must be exp2_nonpositive's, bit for bit, or not finite, and not
+  // finite only where no ordinary logit gets (-inf, NaN, or finite y below -2^80).
+  using B = simd::batch<float, Arch>;
+  INFO("instruction set " << Arch::name << (simd::has_exp2_unbounded<B> ? " (unbounded)" : " (the bounded form)"));
+  float in[B::size], out[B::size], kernel[B::size];
+  long differs = 0, bad_nonfinite = 0, checked = 0;
+  for (std::uint64_t u = 0; u < (std::uint64_t{1} << 32); u += 97u * B::size) {
+    for (int l = 0; l < B::size; ++l) {
+      const auto bits = static_cast<std::uint32_t>(u + static_cast<std::uint64_t>(l) * 97u);
+      std::memcpy(&in[l], &bits, sizeof bits);
+    }
+    simd::exp2_unbounded(B::load(in)).store(out);
+    simd::exp2_nonpositive(B::load(in)).store(kernel);
+    for (int l = 0; l < B::size; ++l) {
+      if (!(in[l] <= 64.0f) || std::isinf(in[l])) continue;  // NaN, above the kernels' range, -inf
+      ++checked;
+      if (std::isfinite(out[l]))
+        differs += std::memcmp(&out[l], &kernel[l], sizeof(float)) != 0;
+      else
+        bad_nonfinite += in[l] >= -0x1p80f;
+    }
+  }
+  CHECK(checked > 10000000);
+  CHECK(differs == 0);
+  CHECK(bad_nonfinite == 0);
+  auto one = [](float y) {
+    float v[B::size], o[B::size];
+    for (int l = 0; l < B::size; ++l) v[l] = y;
+    simd::exp2_unbounded(B::load(v)).store(o);
+    return o[0];
+  };
+  constexpr float inf = std::numeric_limits<float>::infinity();
+  const float at_ninf = one(-inf);  // 0, or NaN (the table's scalef of NaN by -inf, by processor)
+  CHECK((std::isnan(at_ninf) || at_ninf == 0.0f));
+  CHECK(one(-160.0f) == 0.0f);
+  CHECK(one(-1e6f) == 0.0f);
+  CHECK(one(-0x1p79f) == 0.0f);
+  CHECK(one(0.0f) == 1.0f);
+  CHECK(one(64.0f) == 0x1p64f);
+  CHECK(std::isnan(one(std::numeric_limits<float>::quiet_NaN())));
+}
+
 TEST_CASE("exp2 for any y (double) is the full-range exponential", "[simd][exp]") {
   using B = simd::batch<double, Arch>;
   auto one = [](double y) {

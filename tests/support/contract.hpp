@@ -428,6 +428,16 @@ void check_errors() {
     B.row(1).setConstant(-inf);
     CHECK_THROWS_WITH(loss(A, B, G), Contains("row 1") && Contains("no finite entry"));
   }
+  // The same in a later block of a long row, which pass 1 meets after blocks it has summed.
+  for (int side = 0; side < 2; ++side) {
+    const char* who = side == 0 ? "student" : "teacher";
+    kdloss::RowMatrix<T> A = random_logits<T>(n, 5000, 3), B = random_logits<T>(n, 5000, 4), GL(n, 5000);
+    kdloss::RowMatrix<T>& X = side == 0 ? A : B;
+    X(2, 4500) = std::numeric_limits<T>::quiet_NaN();
+    CHECK_THROWS_WITH(loss(A, B, GL), Contains("row 2") && Contains(who) && Contains("NaN"));
+    X(2, 4500) = inf;
+    CHECK_THROWS_WITH(loss(A, B), Contains("row 2") && Contains(who) && Contains("+inf"));
+  }
   // the gradient may not alias an input
   kdloss::RowMatrix<T> S3 = S;
   CHECK_THROWS_WITH(loss(S3, Tt, S3), Contains("overlaps the student"));
@@ -497,24 +507,22 @@ void check_finite_differences_sweep(std::uint32_t s) {
   check_finite_differences<Spec>(3, 6, o, s + 2, 3.0, &w);
 }
 
-/// -inf logits on the teacher only, the student only, and both, against the reference: the value
-/// (finite or +inf) and, where the reference's gradient is finite, the gradient; where it is not,
-/// a gradient call must report the row.
+/// check_masked_entries on rows of v entries, the -inf entries from entry `at` on.
 template <class Spec, class T>
-void check_masked_entries(std::uint32_t s) {
-  const long n = 4, v = 37;
+void check_masked_entries_at(std::uint32_t s, long v, long at) {
+  const long n = 4;
   const T ninf = -std::numeric_limits<T>::infinity();
   kdloss::RowMatrix<T> S = random_logits<T>(n, v, s), Tt = random_logits<T>(n, v, s + 1);
-  for (long j = 3; j < v; j += 5) S(0, j) = ninf, Tt(0, j) = ninf;  // row 0: both sides
-  Tt(1, 7) = ninf;                                                   // row 1: teacher only
-  S(2, 9) = ninf;                                                    // row 2: student only
-  Tt(3, 4) = ninf, S(3, 4) = ninf, S(3, 5) = ninf, Tt(3, 6) = ninf;  // row 3: all three
+  for (long j = at + 3; j < at + 37; j += 5) S(0, j) = ninf, Tt(0, j) = ninf;  // row 0: both sides
+  Tt(1, at + 7) = ninf;                                                        // row 1: teacher only
+  S(2, at + 9) = ninf;                                                         // row 2: student only
+  Tt(3, at + 4) = ninf, S(3, at + 4) = ninf, S(3, at + 5) = ninf, Tt(3, at + 6) = ninf;  // row 3: all three
   kdloss::Options<T> o;
   o.reduction = kdloss::Reduction::Sum;
   const auto loss = Spec::template make<T>(o);
   const kdloss::RowMatrix<double> Sd = to_double(S), Td = to_double(Tt);
   for (long i = 0; i < n; ++i) {
-    INFO(Spec::name << " masked entries, row " << i);
+    INFO(Spec::name << " masked entries, row " << i << " of " << v);
     const auto r = Spec::row(Sd.row(i).data(), Td.row(i).data(), v, 1.0);
     const kdloss::RowMatrix<T> Si = S.row(i), Ti = Tt.row(i);
     kdloss::RowMatrix<T> G(1, v);
@@ -539,6 +547,15 @@ void check_masked_entries(std::uint32_t s) {
     INFO(why);
     CHECK(why.empty());
   }
+}
+
+/// -inf logits on the teacher only, the student only, and both, against the reference: the value
+/// (finite or +inf) and, where the reference's gradient is finite, the gradient; where it is not,
+/// a gradient call must report the row. Rows of 37 entries, and of 5000 with the -inf entries in a
+/// later block of pass 1 than the first.
+template <class Spec, class T>
+void check_masked_entries(std::uint32_t s) {
+  for (const long v : {37L, 5000L}) check_masked_entries_at<Spec, T>(s, v, v > 37 ? 4000 : 0);
 }
 
 /// Rows whose log-probabilities are far below -104 on both sides (float underflow of p and q):

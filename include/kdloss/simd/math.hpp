@@ -410,6 +410,33 @@ KDLOSS_INLINE batch<float, avx512> exp2(batch<float, avx512> y) {
 KDLOSS_AVX512_WARNINGS_END
 #endif
 
+/// Whether `exp2_unbounded` saves `exp2_nonpositive`'s lower bound on this batch type (the AVX-512
+/// float path); elsewhere it is `exp2_nonpositive` itself.
+template <class B>
+inline constexpr bool has_exp2_unbounded = false;
+
+/// `exp2_nonpositive` without its lower bound, for a loop that checks its sums and takes the bounded
+/// form again where they are not finite (pass 1): one instruction fewer per exponential. For every
+/// y <= 64 the result is `exp2_nonpositive`'s, bit for bit, or not finite, and not finite only for
+/// -inf (0 or NaN, as the processor's scalef takes a NaN by -inf) or a finite y below -2^80, so a
+/// sum of them that is finite is the bounded form's (`tests/simd/exp.test.cpp` checks every
+/// float). NaN propagates.
+template <class B>
+KDLOSS_INLINE B exp2_unbounded(B y) {
+  return exp2_nonpositive(y);
+}
+
+#if defined(__AVX512F__)
+KDLOSS_AVX512_WARNINGS_BEGIN
+template <>
+inline constexpr bool has_exp2_unbounded<batch<float, avx512>> = true;
+/// AVX-512 float specialisation of exp2_unbounded: the table exponential alone.
+KDLOSS_INLINE batch<float, avx512> exp2_unbounded(batch<float, avx512> y) {
+  return {detail::exp2_table(y.v)};
+}
+KDLOSS_AVX512_WARNINGS_END
+#endif
+
 /// Scalar convenience overload of the vector exp (the same algorithm at width 1).
 template <class T>
 KDLOSS_INLINE T exp_scalar(T x) {
