@@ -31,7 +31,9 @@ KDLOSS_BEGIN_NAMESPACE
 /// `reuse` (`kernels::Stash::Teacher` or `Student`, or a `reuse_side()` that chooses per call: with
 /// a value and centre from pass 1, pass 1 leaves that side's exponentials in the gradient row and
 /// the gradient pass takes p or q from there instead of an exponential; `Stash::Roots`, with the
-/// squared Hellinger distance: \f$\sqrt{pq}\f$, `Elem::r`), and
+/// squared Hellinger distance: \f$\sqrt{pq}\f$, `Elem::r`), `stash_linear` (with `reuse`: h is
+/// the reused probability times a function of the logs alone, so the gradient pass folds the
+/// gradient's scale into the stash's factor; forward and reverse KL), and
 /// `template <class T> bind() const`, which returns the generator the kernel runs with, per-call
 /// constants (such as the logs of a mixture weight) computed once per row instead of per entry (or
 /// a `std::variant` of such generators, one per case of the parameters, as `AlphaBeta`'s: the
@@ -58,6 +60,7 @@ struct ForwardKL {
   static constexpr bool needs_fkl = true;
   static constexpr bool masks_itself = true;
   static constexpr kernels::Stash reuse = kernels::Stash::Teacher;
+  static constexpr bool stash_linear = true;  // h = -p
   double value(const kernels::KlStats& kl) const { return kl.fkl; }
   double centre(const kernels::KlStats&) const { return -1.0; }
   /// \f$p(\log p - \log q)\f$
@@ -85,6 +88,7 @@ struct ReverseKL {
   static constexpr bool needs_rkl = true;
   static constexpr bool masks_itself = true;  // min() maps u = +inf/NaN (q = 0) to a finite value
   static constexpr kernels::Stash reuse = kernels::Stash::Student;
+  static constexpr bool stash_linear = true;  // h = q (1 - u)
   double value(const kernels::KlStats& kl) const { return kl.rkl; }
   double centre(const kernels::KlStats& kl) const { return kl.rkl + 1.0; }
   /// \f$q(\log q - \log p)\f$

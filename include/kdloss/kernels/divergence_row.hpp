@@ -96,6 +96,14 @@ template <class Gen, class = void>
 struct gen_reuse_either : std::false_type {};
 template <class Gen>
 struct gen_reuse_either<Gen, std::void_t<decltype(std::declval<const Gen&>().reuse_side())>> : std::true_type {};
+/// A generator whose h is the probability it reuses times a function of the logs alone
+/// (`stash_linear`: forward KL, \f$h = -p\f$; reverse KL, \f$h = q(1 - u)\f$), so that scaling that
+/// probability scales h: the gradient pass then folds the gradient's scale into the stash's factor.
+template <class Gen, class = void>
+struct gen_stash_linear : std::false_type {};
+template <class Gen>
+struct gen_stash_linear<Gen, std::void_t<decltype(Gen::stash_linear)>>
+    : std::integral_constant<bool, Gen::stash_linear> {};
 /// A generator with per-call constants (e.g. the logs of its weights) provides
 /// `template <class T> Bound bind() const`, the generator the row kernel runs with, those constants
 /// computed once per row rather than once per entry (a libm call in the loop cannot be hoisted
@@ -273,6 +281,25 @@ RowResult divergence_row_bound(const Gen& gen_in, const TeacherRow& teacher_in, 
         else if constexpr (kFrom != Stash::None) return StashFactor<T>::of(refs[b], side.max, st.stash_offsets, kappa, ls);
         else return StashFactor<T>{};
       }();
+      // A `stash_linear` generator takes the scale into the block's factor where their product is a
+      // normal T: the reused probability comes out scaled, and so does h, so the entry is
+      // h - q (c scale) from a stashed p, or h - q c from a stashed q scaled with it: two operations
+      // fewer per entry than two factors, then h - q c, then the scale.
+      if constexpr (gen_stash_linear<Gen>::value && (kFrom == Stash::Teacher || kFrom == Stash::Student) &&
+                    !decltype(accumulate)::value) {
+        const double scaled = static_cast<double>(f.f1) * static_cast<double>(f.f2) * static_cast<double>(out.scale);
+        if (scaled >= static_cast<double>(std::numeric_limits<T>::min()) &&
+            scaled <= static_cast<double>(std::numeric_limits<T>::max())) {
+          const B fb = B::splat(static_cast<T>(scaled));
+          const B cq = kFrom == Stash::Teacher ? B::splat(static_cast<T>(centre * static_cast<double>(out.scale))) : cb;
+          sweep_reverse<W>(b * kBlock, std::min(n, (b + 1) * kBlock), [&](Index j, auto lanes) KDLOSS_INLINE_LAMBDA {
+            Elem<B> e = view(j, lanes, from_stash);
+            (kFrom == Stash::Teacher ? e.p : e.q) = load<B>(grad + j, lanes, T(0)) * fb;
+            store(grad + j, fnma(e.q, cq, masked(e, gen.h(e))), lanes);
+          });
+          continue;
+        }
+      }
       const B f1b = B::splat(f.f1), f2b = B::splat(f.f2);
       sweep_reverse<W>(b * kBlock, std::min(n, (b + 1) * kBlock), [&](Index j, auto lanes) KDLOSS_INLINE_LAMBDA {
         Elem<B> e = view(j, lanes, from_stash);
