@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <string>
+#include <variant>
 
 #include "kl.hpp"
 
@@ -64,14 +65,12 @@ KDLOSS_INLINE B minus_log_mixture(B x2, B log2_m) {
 /// can become NaN (the failure of Liger-Kernel #1453). Where m is a normal float this equals the
 /// log-space `logaddexp` to rounding, at one transcendental instead of two; where m is subnormal, the
 /// entry's share of the value is below \f$10^{-38}/\min(w, 1-w)\f$ times a log. Equal logs give
-/// exactly that log, and a weight of 0 or 1 the exact log of the remaining component. In base 2, as
-/// the kernel's own logs \f$a_2, b_2\f$: no multiply by \f$\ln 2\f$ per entry makes natural ones.
+/// exactly that log. In base 2, as the kernel's own logs \f$a_2, b_2\f$: no multiply by \f$\ln 2\f$
+/// per entry makes natural ones. The weight is not tested per entry: a skew divergence whose weight
+/// is 0 in T binds forward or reverse KL instead, and a Jensen–Shannon beta that rounds to 0 or 1 in
+/// T (within 2^-25 of 1 in float) gives the remaining component's log within rounding.
 template <class B>
 KDLOSS_INLINE B log2_mixture(const kernels::Elem<B>& e, const MixWeight<typename B::value_type>& mw) {
-  // A weight of 0 or 1 leaves one component, whose log is exact (its probability may be
-  // subnormal, where a float log is not).
-  if (mw.w == 0) return e.b2;
-  if (mw.w == 1) return e.a2;
   const B bound = max(e.a2 + B::splat(mw.log2_w), e.b2 + B::splat(mw.log2_1mw));
   const B lm = simd::log2_at_least(mw.mixture(e), bound);
   // p = q exactly (same logits): log m is log p, so D(p||p) = 0 exactly, not a rounding residue.
@@ -144,9 +143,11 @@ struct SkewKL {
       return B::splat(alpha_minus_1) * e.p * mix.q_over_mixture(e);
     }
   };
+  /// At an alpha that is 0 in T, forward KL itself (its two passes, its very values).
   template <class T>
-  Bound<T> bind() const {
-    return {detail::MixWeight<T>::of(alpha, 1 - alpha), static_cast<T>(alpha - 1)};
+  std::variant<Bound<T>, ForwardKL> bind() const {
+    if (static_cast<T>(alpha) == T(0)) return ForwardKL{};
+    return Bound<T>{detail::MixWeight<T>::of(alpha, 1 - alpha), static_cast<T>(alpha - 1)};
   }
 };
 
@@ -176,9 +177,11 @@ struct SkewReverseKL {
       return fnma(B::splat(alpha) * e.q, mix.q_over_mixture(e), term(e) + e.q);
     }
   };
+  /// At an alpha that is 0 in T, reverse KL itself (its two passes, its very values).
   template <class T>
-  Bound<T> bind() const {
-    return {detail::MixWeight<T>::of(1 - alpha, alpha), static_cast<T>(alpha)};
+  std::variant<Bound<T>, ReverseKL> bind() const {
+    if (static_cast<T>(alpha) == T(0)) return ReverseKL{};
+    return Bound<T>{detail::MixWeight<T>::of(1 - alpha, alpha), static_cast<T>(alpha)};
   }
 };
 
