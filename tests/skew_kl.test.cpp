@@ -7,7 +7,9 @@
 #include "support/suite.hpp"
 
 using kdtest::specs::Skl;
+using kdtest::specs::SklNearOne;
 using kdtest::specs::Srkl;
+using kdtest::specs::SrklSmall;
 
 KDTEST_PAIR_LOSS_SUITE(Skl, "SkewKL", "[skew_kl]")
 KDTEST_PAIR_LOSS_SUITE(Srkl, "SkewReverseKL", "[skew_kl]")
@@ -41,4 +43,15 @@ TEST_CASE("Skew divergences reject alpha outside the half-open unit interval", "
   CHECK_THROWS_AS(kdloss::SkewKL<float>({}, 1.0), std::invalid_argument);
   CHECK_THROWS_WITH(kdloss::SkewReverseKL<float>({}, -0.1), Catch::Contains("alpha"));
   CHECK(kdloss::SkewKL<double>().alpha() == 0.1);
+}
+
+TEMPLATE_TEST_CASE("Skew divergences with the mixture mostly one side match the reference", "[skew_kl]", float, double) {
+  // SkewKL at alpha near 1 and SkewReverseKL at alpha near 0: the mixture is mostly p, and where
+  // p << alpha q it is alpha q, which a mixture formed as q + w (p - q) would lose to cancellation.
+  for (const double tau : {1.0, 2.0}) {
+    kdloss::Options<TestType> o;
+    o.temperature = static_cast<TestType>(tau);
+    kdtest::check_reference<SklNearOne, TestType>(4, 1271, o, kdtest::seed(720), 6.0);
+    kdtest::check_reference<SrklSmall, TestType>(4, 1271, o, kdtest::seed(721), 6.0);
+  }
 }

@@ -51,6 +51,9 @@ KDTEST_FAMILY_SPEC(Js, "kdloss::JensenShannon", (kdloss::JensenShannon<T, Arch>(
 KDTEST_FAMILY_SPEC(Js01, "kdloss::JensenShannon", (kdloss::JensenShannon<T, Arch>(o, 0.1)), ref::js(0.1))
 KDTEST_FAMILY_SPEC(Skl, "kdloss::SkewKL", (kdloss::SkewKL<T, Arch>(o)), ref::skew_kl(0.1))
 KDTEST_FAMILY_SPEC(Srkl, "kdloss::SkewReverseKL", (kdloss::SkewReverseKL<T, Arch>(o)), ref::skew_rkl(0.1))
+// Weights near the ends, where the mixture is mostly one side: m = (1 - a) p + a q with a small.
+KDTEST_FAMILY_SPEC(SklNearOne, "kdloss::SkewKL", (kdloss::SkewKL<T, Arch>(o, 0.99999)), ref::skew_kl(0.99999))
+KDTEST_FAMILY_SPEC(SrklSmall, "kdloss::SkewReverseKL", (kdloss::SkewReverseKL<T, Arch>(o, 1e-5)), ref::skew_rkl(1e-5))
 KDTEST_FAMILY_SPEC(Tvd, "kdloss::TotalVariation", (kdloss::TotalVariation<T, Arch>(o)), ref::tvd)
 KDTEST_FAMILY_SPEC(Hellinger, "kdloss::FDivergence<SquaredHellinger>",
                    (kdloss::FDivergence<kdloss::generators::SquaredHellinger, T, Arch>(o)), ref::hellinger)

@@ -24,16 +24,18 @@ T log2_or_ninf(double x) {
 /// cost more than the entry's whole formula: the compiler cannot hoist a call that may set errno).
 template <class T>
 struct MixWeight {
-  T w, log2_w, log2_1mw;
+  T w, w1, log2_w, log2_1mw;  // w1 = 1 - w
   /// \param w the weight of p; \param one_minus_w the weight of q (passed apart: 1 - (1 - a) is not
   /// always a in floating point)
   static MixWeight of(double w, double one_minus_w) {
-    return {static_cast<T>(w), log2_or_ninf<T>(w), log2_or_ninf<T>(one_minus_w)};
+    return {static_cast<T>(w), static_cast<T>(one_minus_w), log2_or_ninf<T>(w), log2_or_ninf<T>(one_minus_w)};
   }
-  /// \f$m = w p + (1 - w) q\f$ of one vector of entries.
+  /// \f$m = w p + (1 - w) q\f$ of one vector of entries: two positive terms, so m keeps a relative
+  /// error of about an ulp whatever the weights (as \f$q + w(p - q)\f$ would not where w is near 1
+  /// and \f$p \ll (1 - w) q\f$: the difference's rounding, an ulp of q, would swamp m).
   template <class B>
   KDLOSS_INLINE B mixture(const kernels::Elem<B>& e) const {
-    return fma(B::splat(w), e.p - e.q, e.q);
+    return fma(B::splat(w), e.p, B::splat(w1) * e.q);
   }
   /// \f$q / m\f$, with m bounded below by the least normal T (m = 0 only where q = 0).
   template <class B>
