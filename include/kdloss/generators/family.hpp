@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <string>
+#include <type_traits>
 #include <variant>
 
 #include "kl.hpp"
@@ -13,23 +14,15 @@ KDLOSS_BEGIN_NAMESPACE
 namespace generators {
 
 namespace detail {
-/// log2(x) as T, with log2 0 = -inf.
-template <class T>
-T log2_or_ninf(double x) {
-  return x > 0 ? static_cast<T>(std::log2(x)) : -std::numeric_limits<T>::infinity();
-}
 
-/// The weight \f$w\f$ of p in a mixture \f$m = w p + (1 - w) q\f$ and the base-2 logs of both
-/// weights, in T. Made once per row by the mixture generators' `bind` (a std::log2 per entry would
-/// cost more than the entry's whole formula: the compiler cannot hoist a call that may set errno).
+/// The weights \f$w\f$ of p and \f$1 - w\f$ of q in a mixture \f$m = w p + (1 - w) q\f$, in T. Made
+/// once per row by the mixture generators' `bind`.
 template <class T>
 struct MixWeight {
-  T w, w1, log2_w, log2_1mw;  // w1 = 1 - w
+  T w, w1;  // w1 = 1 - w
   /// \param w the weight of p; \param one_minus_w the weight of q (passed apart: 1 - (1 - a) is not
   /// always a in floating point)
-  static MixWeight of(double w, double one_minus_w) {
-    return {static_cast<T>(w), static_cast<T>(one_minus_w), log2_or_ninf<T>(w), log2_or_ninf<T>(one_minus_w)};
-  }
+  static MixWeight of(double w, double one_minus_w) { return {static_cast<T>(w), static_cast<T>(one_minus_w)}; }
   /// \f$m = w p + (1 - w) q\f$ of one vector of entries: two positive terms, so m keeps a relative
   /// error of about an ulp whatever the weights (as \f$q + w(p - q)\f$ would not where w is near 1
   /// and \f$p \ll (1 - w) q\f$: the difference's rounding, an ulp of q, would swamp m).
@@ -60,21 +53,24 @@ KDLOSS_INLINE B minus_log_mixture(B x2, B log2_m) {
   return max(x2 - log2_m, -big<B>());
 }
 
-/// \f$\log_2 m\f$ of the mixture \f$m = w p + (1 - w) q\f$. Formed in probability space (one log),
-/// then bounded below by \f$\max(\log_2 w + \log_2 p, \log_2(1 - w) + \log_2 q)\f$, which holds
-/// exactly and is finite whenever one log is: where \f$p\f$ and \f$q\f$ both underflow to 0
-/// (log-probabilities below -104 in float) the mixture's log stays finite, so no \f$0\cdot\log 0\f$
-/// can become NaN (the failure of Liger-Kernel #1453). Where m is a normal float this equals the
-/// log-space `logaddexp` to rounding, at one transcendental instead of two; where m is subnormal, the
-/// entry's share of the value is below \f$10^{-38}/\min(w, 1-w)\f$ times a log. Equal logs give
-/// exactly that log. In base 2, as the kernel's own logs \f$a_2, b_2\f$: no multiply by \f$\ln 2\f$
-/// per entry makes natural ones. The weight is not tested per entry: a skew divergence whose weight
-/// is 0 in T binds forward or reverse KL instead, and a Jensen–Shannon beta that rounds to 0 or 1 in
-/// T (within 2^-25 of 1 in float) gives the remaining component's log within rounding.
+/// \f$\log_2 m\f$ of the mixture \f$m = w p + (1 - w) q\f$, formed in probability space (one log,
+/// exact to rounding for every m > 0, subnormal ones included: the equal of the log-space
+/// `logaddexp` at one transcendental instead of two). Where m is 0 (both probabilities 0 in T: their
+/// log-probabilities below -104 in float, or masked) it is -200 (float; -1100 in double), below the
+/// log of every m > 0, and
+/// the entry's p and q (0, or a subnormal that the weight took to 0) make its terms 0 or below the
+/// least normal T: no \f$0\cdot\log 0\f$ can become NaN (the failure of Liger-Kernel #1453).
+/// Equal logs give exactly that log. In base 2, as the kernel's own logs \f$a_2, b_2\f$: no
+/// multiply by \f$\ln 2\f$ per entry makes natural ones. The weight is not tested per entry: a skew
+/// divergence whose weight is 0 in T binds forward or reverse KL instead, and a Jensen–Shannon beta
+/// that rounds to 0 or 1 in T (within 2^-25 of 1 in float) gives the remaining component's log
+/// within rounding.
 template <class B>
 KDLOSS_INLINE B log2_mixture(const kernels::Elem<B>& e, const MixWeight<typename B::value_type>& mw) {
-  const B bound = max(e.a2 + B::splat(mw.log2_w), e.b2 + B::splat(mw.log2_1mw));
-  const B lm = simd::log2_at_least(mw.mixture(e), bound);
+  using T = typename B::value_type;
+  // Below the log of the least subnormal T (2^-149 in float, 2^-1074 in double).
+  constexpr T kBelow = std::is_same<T, float>::value ? T(-200) : T(-1100);
+  const B lm = simd::log2_at_least(mw.mixture(e), B::splat(kBelow));
   // p = q exactly (same logits): log m is log p, so D(p||p) = 0 exactly, not a rounding residue.
   return select(e.a2 == e.b2, e.a2, lm);
 }
