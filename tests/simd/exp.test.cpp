@@ -31,6 +31,24 @@ std::int64_t ulp_distance(T a, T b) {
   return x > y ? x - y : y - x;
 }
 
+// The floats whose bit patterns are u, u + stride, ... (capped at `last`), one per lane.
+template <int W>
+void fill_bits(float (&in)[W], std::uint64_t u, std::uint64_t stride, std::uint64_t last = 0xFFFFFFFFu) {
+  for (int l = 0; l < W; ++l) {
+    const auto bits = static_cast<std::uint32_t>(std::min<std::uint64_t>(u + static_cast<std::uint64_t>(l) * stride, last));
+    std::memcpy(&in[l], &bits, sizeof bits);
+  }
+}
+
+// f of a vector holding y in every lane: its first lane.
+template <class B, class F>
+typename B::value_type splat_call(typename B::value_type y, F f) {
+  typename B::value_type v[B::size], o[B::size];
+  for (int l = 0; l < B::size; ++l) v[l] = y;
+  f(B::load(v)).store(o);
+  return o[0];
+}
+
 template <class T>
 T vexp_one(T x) {
   using B = simd::batch<T, Arch>;
@@ -52,10 +70,7 @@ TEST_CASE("vector exp (float) is within 1 ulp of std::exp over the whole float r
   float worst_x = 0;
   long nan_bad = 0;
   for (std::uint64_t u = 0; u < (std::uint64_t{1} << 32); u += kStride * B::size) {
-    for (int l = 0; l < B::size; ++l) {
-      const auto bits = static_cast<std::uint32_t>(u + static_cast<std::uint64_t>(l) * kStride);
-      std::memcpy(&in[l], &bits, sizeof bits);
-    }
+    fill_bits(in, u, kStride);
     simd::exp(B::load(in)).store(out);
     for (int l = 0; l < B::size; ++l) {
       if (std::isnan(in[l])) {
@@ -120,10 +135,7 @@ TEST_CASE("kernel exp2 (float, y <= 64) is within 3 ulp of std::exp2", "[simd][e
   double worst_sub = 0;
   const std::uint32_t lo = 0x80000000u, hi = 0xC3200000u;  // -0 .. -160
   for (std::uint64_t u = lo; u <= hi; u += 61u * B::size) {
-    for (int l = 0; l < B::size; ++l) {
-      const auto bits = static_cast<std::uint32_t>(std::min<std::uint64_t>(u + static_cast<std::uint64_t>(l) * 61u, hi));
-      std::memcpy(&in[l], &bits, sizeof bits);
-    }
+    fill_bits(in, u, 61u, hi);
     simd::exp2_nonpositive(B::load(in)).store(out);
     for (int l = 0; l < B::size; ++l) {
       const float ref = std::exp2(in[l]);
@@ -138,10 +150,7 @@ TEST_CASE("kernel exp2 (float, y <= 64) is within 3 ulp of std::exp2", "[simd][e
   // Pass 1 of the kernels takes exponentials relative to the maxima of the blocks before, which a
   // block may exceed: (0, 64] holds the same bound.
   for (std::uint64_t u = 1; u <= 0x42800000u; u += 61u * B::size) {
-    for (int l = 0; l < B::size; ++l) {
-      const auto bits = static_cast<std::uint32_t>(std::min<std::uint64_t>(u + static_cast<std::uint64_t>(l) * 61u, 0x42800000u));
-      std::memcpy(&in[l], &bits, sizeof bits);
-    }
+    fill_bits(in, u, 61u, 0x42800000u);
     simd::exp2_nonpositive(B::load(in)).store(out);
     for (int l = 0; l < B::size; ++l) {
       const std::int64_t d = ulp_distance(out[l], std::exp2(in[l]));
@@ -151,12 +160,7 @@ TEST_CASE("kernel exp2 (float, y <= 64) is within 3 ulp of std::exp2", "[simd][e
   INFO("worst at y = " << worst_y);
   CHECK(worst <= 3);
   CHECK(worst_sub <= 4 * static_cast<double>(std::numeric_limits<float>::denorm_min()));
-  auto one = [](float y) {
-    float v[B::size], o[B::size];
-    for (int l = 0; l < B::size; ++l) v[l] = y;
-    simd::exp2_nonpositive(B::load(v)).store(o);
-    return o[0];
-  };
+  auto one = [](B::value_type y) { return splat_call<B>(y, [](B v) { return simd::exp2_nonpositive(v); }); };
   CHECK(one(0.0f) == 1.0f);  // p = 1 exactly for a one-hot row
   CHECK(one(-1.0f) == 0.5f);
   CHECK(one(-std::numeric_limits<float>::infinity()) == 0.0f);  // masked entries are exactly 0
@@ -179,10 +183,7 @@ TEST_CASE("exp2 for any y (float) is within 3 ulp of std::exp2 over the whole fl
   double worst_sub = 0;
   long nan_bad = 0, overflow_bad = 0, kernel_differs = 0;
   for (std::uint64_t u = 0; u < (std::uint64_t{1} << 32); u += 389u * B::size) {
-    for (int l = 0; l < B::size; ++l) {
-      const auto bits = static_cast<std::uint32_t>(u + static_cast<std::uint64_t>(l) * 389u);
-      std::memcpy(&in[l], &bits, sizeof bits);
-    }
+    fill_bits(in, u, 389u);
     simd::exp2(B::load(in)).store(out);
     simd::exp2_nonpositive(B::load(in)).store(kernel);
     for (int l = 0; l < B::size; ++l) {
@@ -208,12 +209,7 @@ TEST_CASE("exp2 for any y (float) is within 3 ulp of std::exp2 over the whole fl
   CHECK(nan_bad == 0);
   CHECK(overflow_bad == 0);
   CHECK(kernel_differs == 0);
-  auto one = [](float y) {
-    float v[B::size], o[B::size];
-    for (int l = 0; l < B::size; ++l) v[l] = y;
-    simd::exp2(B::load(v)).store(o);
-    return o[0];
-  };
+  auto one = [](B::value_type y) { return splat_call<B>(y, [](B v) { return simd::exp2(v); }); };
   constexpr float inf = std::numeric_limits<float>::infinity();
   CHECK(one(-inf) == 0.0f);
   CHECK(one(inf) == inf);
@@ -233,10 +229,7 @@ TEST_CASE("exp2_unbounded (float) is the kernel exponential wherever its result 
   float in[B::size], out[B::size], kernel[B::size];
   long differs = 0, bad_nonfinite = 0, checked = 0;
   for (std::uint64_t u = 0; u < (std::uint64_t{1} << 32); u += 97u * B::size) {
-    for (int l = 0; l < B::size; ++l) {
-      const auto bits = static_cast<std::uint32_t>(u + static_cast<std::uint64_t>(l) * 97u);
-      std::memcpy(&in[l], &bits, sizeof bits);
-    }
+    fill_bits(in, u, 97u);
     simd::exp2_unbounded(B::load(in)).store(out);
     simd::exp2_nonpositive(B::load(in)).store(kernel);
     for (int l = 0; l < B::size; ++l) {
@@ -251,12 +244,7 @@ TEST_CASE("exp2_unbounded (float) is the kernel exponential wherever its result 
   CHECK(checked > 10000000);
   CHECK(differs == 0);
   CHECK(bad_nonfinite == 0);
-  auto one = [](float y) {
-    float v[B::size], o[B::size];
-    for (int l = 0; l < B::size; ++l) v[l] = y;
-    simd::exp2_unbounded(B::load(v)).store(o);
-    return o[0];
-  };
+  auto one = [](B::value_type y) { return splat_call<B>(y, [](B v) { return simd::exp2_unbounded(v); }); };
   constexpr float inf = std::numeric_limits<float>::infinity();
   const float at_ninf = one(-inf);  // 0, or NaN (the table's scalef of NaN by -inf, by processor)
   CHECK((std::isnan(at_ninf) || at_ninf == 0.0f));
@@ -270,12 +258,7 @@ TEST_CASE("exp2_unbounded (float) is the kernel exponential wherever its result 
 
 TEST_CASE("exp2 for any y (double) is the full-range exponential", "[simd][exp]") {
   using B = simd::batch<double, Arch>;
-  auto one = [](double y) {
-    double v[B::size], o[B::size];
-    for (int l = 0; l < B::size; ++l) v[l] = y;
-    simd::exp2(B::load(v)).store(o);
-    return o[0];
-  };
+  auto one = [](B::value_type y) { return splat_call<B>(y, [](B v) { return simd::exp2(v); }); };
   // e^(y ln 2): the product's rounding, relative |y| ln 2 eps, bounds the error, not the exp.
   for (const double y : {-1000.5, -3.25, 0.0, 0.5, 100.0, 1000.25, 1023.5}) {
     INFO("y = " << y);
@@ -296,10 +279,7 @@ TEST_CASE("vector log, log2 and expm1 (float) over the whole float range", "[sim
   float at_log = 0, at_expm1 = 0, at_log2 = 0;
   long nan_bad = 0, nn_differs = 0, at_least_differs = 0;
   for (std::uint64_t u = 0; u < (std::uint64_t{1} << 32); u += 97u * B::size) {
-    for (int l = 0; l < B::size; ++l) {
-      const auto bits = static_cast<std::uint32_t>(u + static_cast<std::uint64_t>(l) * 97u);
-      std::memcpy(&in[l], &bits, sizeof bits);
-    }
+    fill_bits(in, u, 97u);
     simd::log(B::load(in)).store(out);
     simd::log_nonnegative(B::load(in)).store(out_nn);
     simd::log2_nonnegative(B::load(in)).store(out_2);
