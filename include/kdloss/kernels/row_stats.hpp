@@ -502,10 +502,12 @@ PairStats<T> row_stats(const TeacherRow& teacher, const StudentRow& srow, Index 
   };
   // A block's sweep. Where the exponential has an unbounded form (`simd::has_exp2_unbounded`), the
   // block is swept first without the bounds that map -inf logits to a zero exponential and keep the
-  // cross sums' 0 * inf from NaN: three instructions fewer per pair of entries. Without -inf, NaN or
-  // +inf logits (or finite ones beyond 2^80 in base-2 exponent), its sums are finite and equal to the
-  // bounded sweep's, bit for bit; with one, some sum is not finite, and the block, and the rest of
-  // the row, take the bounded sweep (so a masked row pays one block twice, not every block).
+  // cross sums' 0 * inf from NaN: three instructions fewer per pair of entries. Each term of the
+  // unbounded sweep is the bounded sweep's, bit for bit, or not finite (a -inf logit, whose
+  // exponential is 0 or NaN by processor, meeting a cross sum or a moment; NaN or +inf logits; a
+  // block whose maxima rise past the float range), so sums that come out finite are the bounded
+  // sweep's. Others make the block, and the rest of the row, take the bounded sweep (a masked row
+  // pays one block twice, not every block).
   bool unbounded = simd::has_exp2_unbounded<B>;
   auto finite = [](const BlockSums<T>& b) {
     return std::isfinite(b.st + b.ss + b.ct + b.cs + b.m1 + b.m2 + b.roots.e + b.roots.d + b.roots.c);
