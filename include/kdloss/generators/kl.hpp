@@ -3,6 +3,7 @@
 #pragma once
 
 #include <limits>
+#include <variant>
 
 #include "../kernels/divergence_row.hpp"
 
@@ -145,9 +146,17 @@ struct WeightedKL {
   static constexpr bool needs_rkl = true;
   static constexpr bool masks_itself = true;
   double wf = 0.5, wr = 0.5;
-  /// The side the gradient pass reuses from pass 1: q when only the reverse term is left (exactly
-  /// ReverseKL's arithmetic), else p (exactly ForwardKL's when only the forward term is left).
+  /// The side the gradient pass reuses from pass 1: q when only the reverse term is left, else p.
   kernels::Stash reuse_side() const { return wf == 0 ? kernels::Stash::Student : kernels::Stash::Teacher; }
+  /// The generator the row kernel runs with: ForwardKL itself at weights (1, 0) and ReverseKL at
+  /// (0, 1), so those are exactly their arithmetic (the gradient pass's scale folded into the
+  /// stash's factor included); else this one.
+  template <class T>
+  std::variant<WeightedKL, ForwardKL, ReverseKL> bind() const {
+    if (wf == 1 && wr == 0) return ForwardKL{};
+    if (wf == 0 && wr == 1) return ReverseKL{};
+    return *this;
+  }
   double value(const kernels::KlStats& kl) const {
     return (wf > 0 ? wf * kl.fkl : 0.0) + (wr > 0 ? wr * kl.rkl : 0.0);
   }
