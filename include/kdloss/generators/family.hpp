@@ -53,18 +53,18 @@ KDLOSS_INLINE B minus_log_mixture(B x2, B log2_m) {
   return max(x2 - log2_m, -big<B>());
 }
 
-/// \f$\log_2 m\f$ of the mixture \f$m = w p + (1 - w) q\f$, formed in probability space (one log,
-/// exact to rounding for every m > 0, subnormal ones included: the equal of the log-space
-/// `logaddexp` at one transcendental instead of two). Where m is 0 (both probabilities 0 in T: their
-/// log-probabilities below -104 in float, or masked) it is -200 (float; -1100 in double), below the
-/// log of every m > 0, and
-/// the entry's p and q (0, or a subnormal that the weight took to 0) make its terms 0 or below the
-/// least normal T: no \f$0\cdot\log 0\f$ can become NaN (the failure of Liger-Kernel #1453).
-/// Equal logs give exactly that log. In base 2, as the kernel's own logs \f$a_2, b_2\f$: no
-/// multiply by \f$\ln 2\f$ per entry makes natural ones. The weight is not tested per entry: a skew
-/// divergence whose weight is 0 in T binds forward or reverse KL instead, and a Jensen–Shannon beta
-/// that rounds to 0 or 1 in T (within 2^-25 of 1 in float) gives the remaining component's log
-/// within rounding.
+/// \f$\log_2 m\f$ of the mixture \f$m = w p + (1 - w) q\f$, formed in probability space: one log,
+/// the equal of the log-space `logaddexp` to rounding wherever m is a normal T, at one transcendental
+/// instead of two (where m is subnormal, the entry's share of the value is below the least normal
+/// T over \f$\min(w, 1-w)\f$, times a log). Where m is 0 (both probabilities 0 in T: their
+/// log-probabilities below -104 in float, or masked) it is -200 in float, -1100 in double, below the
+/// log of every m > 0; the entry's p and q (0, or a subnormal that its weight took to 0) then make
+/// its terms 0 or below the least normal T, so no \f$0\cdot\log 0\f$ can become NaN (the failure
+/// of Liger-Kernel #1453). Equal logs give exactly that log. In base 2, as the kernel's own logs
+/// \f$a_2, b_2\f$: no multiply by \f$\ln 2\f$ per entry makes natural ones. The weight is not tested
+/// per entry: a skew divergence whose weight is 0 in T binds forward or reverse KL instead, and a
+/// Jensen–Shannon beta that rounds to 0 or 1 in T (within 2^-25 of 1 in float) gives the remaining
+/// component's log within rounding.
 template <class B>
 KDLOSS_INLINE B log2_mixture(const kernels::Elem<B>& e, const MixWeight<typename B::value_type>& mw) {
   using T = typename B::value_type;
