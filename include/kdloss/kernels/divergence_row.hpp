@@ -281,36 +281,36 @@ RowResult divergence_row_bound(const Gen& gen_in, const TeacherRow& teacher_in, 
         else if constexpr (kFrom != Stash::None) return StashFactor<T>::of(refs[b], side.max, st.stash_offsets, kappa, ls);
         else return StashFactor<T>{};
       }();
-      // A `stash_linear` generator takes the scale into the block's factor where their product is a
-      // normal T: the reused probability comes out scaled, and so does h, so the entry is
-      // h - q (c scale) from a stashed p, or h - q c from a stashed q scaled with it: two operations
-      // fewer per entry than two factors, then h - q c, then the scale.
+      // The block, its stashed probability times its factor. `folded`: a `stash_linear` generator's
+      // factor times the scale, so the reused probability comes out scaled, and so does h: the
+      // entry is h - q (c scale) from a stashed p, or h - q c from a stashed q scaled with it, two
+      // operations fewer per entry than two factors, then h - q c, then the scale.
+      auto block = [&](auto folded, T f1, T f2) {
+        constexpr bool kFolded = decltype(folded)::value;
+        const B f1b = B::splat(f1), f2b = B::splat(f2);
+        const B cq = kFrom == Stash::Teacher ? B::splat(static_cast<T>(centre * static_cast<double>(out.scale))) : cb;
+        sweep_reverse<W>(b * kBlock, std::min(n, (b + 1) * kBlock), [&](Index j, auto lanes) KDLOSS_INLINE_LAMBDA {
+          Elem<B> e = view(j, lanes, from_stash);
+          if constexpr (kFrom != Stash::None) {
+            B& stashed = kFrom == Stash::Teacher ? e.p : kFrom == Stash::Student ? e.q : e.r;
+            stashed = kFolded ? load<B>(grad + j, lanes, T(0)) * f1b : load<B>(grad + j, lanes, T(0)) * f1b * f2b;
+          }
+          B g = kFolded ? fnma(e.q, cq, masked(e, gen.h(e))) : grad_entry(e);
+          if constexpr (decltype(accumulate)::value) g = fma(load<B>(grad + j, lanes, T(0)), bb, g);
+          store(grad + j, g, lanes);
+        });
+      };
+      // Folded where the factor times the scale is a normal T.
       if constexpr (gen_stash_linear<Gen>::value && (kFrom == Stash::Teacher || kFrom == Stash::Student) &&
                     !decltype(accumulate)::value) {
         const double scaled = static_cast<double>(f.f1) * static_cast<double>(f.f2) * static_cast<double>(out.scale);
         if (scaled >= static_cast<double>(std::numeric_limits<T>::min()) &&
             scaled <= static_cast<double>(std::numeric_limits<T>::max())) {
-          const B fb = B::splat(static_cast<T>(scaled));
-          const B cq = kFrom == Stash::Teacher ? B::splat(static_cast<T>(centre * static_cast<double>(out.scale))) : cb;
-          sweep_reverse<W>(b * kBlock, std::min(n, (b + 1) * kBlock), [&](Index j, auto lanes) KDLOSS_INLINE_LAMBDA {
-            Elem<B> e = view(j, lanes, from_stash);
-            (kFrom == Stash::Teacher ? e.p : e.q) = load<B>(grad + j, lanes, T(0)) * fb;
-            store(grad + j, fnma(e.q, cq, masked(e, gen.h(e))), lanes);
-          });
+          block(std::true_type{}, static_cast<T>(scaled), T(1));
           continue;
         }
       }
-      const B f1b = B::splat(f.f1), f2b = B::splat(f.f2);
-      sweep_reverse<W>(b * kBlock, std::min(n, (b + 1) * kBlock), [&](Index j, auto lanes) KDLOSS_INLINE_LAMBDA {
-        Elem<B> e = view(j, lanes, from_stash);
-        if constexpr (kFrom != Stash::None) {
-          B& stashed = kFrom == Stash::Teacher ? e.p : kFrom == Stash::Student ? e.q : e.r;
-          stashed = load<B>(grad + j, lanes, T(0)) * f1b * f2b;
-        }
-        B g = grad_entry(e);
-        if constexpr (decltype(accumulate)::value) g = fma(load<B>(grad + j, lanes, T(0)), bb, g);
-        store(grad + j, g, lanes);
-      });
+      block(std::false_type{}, f.f1, f.f2);
     }
   };
   using None = std::integral_constant<Stash, Stash::None>;
