@@ -22,6 +22,45 @@ TEMPLATE_TEST_CASE("Hellinger with maxima rising along the row", "[f_divergence]
 }
 KDTEST_PAIR_LOSS_SUITE(Pearson, "PearsonChi2", "[f_divergence]")
 KDTEST_PAIR_LOSS_SUITE(Neyman, "NeymanChi2", "[f_divergence]")
+// Pass 1 sums the chi-squared ratios p^2/q (or q^2/p) and rescales them, by the square of one side's
+// factor over the other's, when a block's maxima rise. (The contract's rising-maxima rows are not
+// for them: their ramps of 100 logits give ratios past the float range, an unbounded gradient.)
+// Rows whose pass-1 ratios (relative to the blocks' references) are unlike their final values.
+// Logits are given in base-2 exponents (times ln 2, at tau = 1), and the features sit at multiples
+// of 2048 entries, a block boundary on every path.
+// - Row 0: the first block's student lies 140 below its maximum where the teacher is at its own, a
+//   ratio of 2^140 that overflows a float sum; the teacher's maximum then rises by 40, which brings
+//   every final ratio below 2^50. The row is computed from its entries (the generator's form by
+//   entries), with the true, finite value.
+// - Row 1: one ratio of 2^125 in the first block, whose factor is 2^-245 once the teacher's maximum
+//   rises by 117.5: below the two normal factors a stashed value can take, so the gradient pass takes
+//   the ratios by their exponential. That entry's gradient is about -2^-120, a normal float the
+//   reference's per-entry bound checks.
+// - Row 2: both maxima rise along the row, the teacher's by 0.004 and the student's by 0.003 a
+//   logit per entry, within every block's headroom.
+// Neyman's ratio q^2/p takes the same rows with the sides swapped.
+TEMPLATE_TEST_CASE("Pearson and Neyman where pass 1's ratios lie far from their final values", "[f_divergence]", float, double) {
+  using T = TestType;
+  const long v = 4096;
+  const double ln2 = std::log(2.0);
+  kdloss::RowMatrix<T> num = kdloss::RowMatrix<T>::Zero(3, v), den = kdloss::RowMatrix<T>::Zero(3, v);
+  for (long j = 0; j < v; ++j) {
+    num(2, j) = static_cast<T>(0.004 * static_cast<double>(j));
+    den(2, j) = static_cast<T>(0.003 * static_cast<double>(j));
+  }
+  for (long j = 1; j < 2048; ++j) den(0, j) = static_cast<T>(-140 * ln2);
+  for (long j = 2048; j < v; ++j) {
+    num(0, j) = static_cast<T>(40 * ln2);
+    num(1, j) = static_cast<T>(117.5 * ln2);
+  }
+  den(1, 5) = static_cast<T>(-125 * ln2);
+  for (long i = 0; i < 3; ++i) {
+    INFO("row " << i);
+    const kdloss::RowMatrix<T> n1 = num.row(i), d1 = den.row(i);
+    kdtest::check_reference_on<Pearson>(d1, n1, kdloss::Options<T>{});  // student den, teacher num
+    kdtest::check_reference_on<Neyman>(n1, d1, kdloss::Options<T>{});
+  }
+}
 KDTEST_PAIR_LOSS_SUITE(Jeffreys, "Jeffreys", "[f_divergence]")
 TEMPLATE_TEST_CASE("Jeffreys with maxima rising along the row", "[f_divergence]", float, double) {
   kdtest::check_rising_maxima<Jeffreys, TestType>(kdtest::seed(700));

@@ -3,6 +3,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 #include <type_traits>
@@ -238,55 +239,81 @@ struct SquaredHellinger {
   }
 };
 
-/// Pearson \f$\chi^2\f$, \f$f(r) = (r - 1)^2\f$: \f$L = \sum_v (p_v - q_v)^2/q_v\f$.
-///
-/// \f$g = 1 - r^2\f$, \f$h = q - p^2/q\f$, with \f$p^2/q = 2^{2\log_2 p - \log_2 q}\f$ (so
-/// probabilities that underflow in float never give 0/0), and \f$L = \sum_v p_v^2/q_v - 1 =
-/// -\sum_v h_v\f$ (the value pass sums h alone; h is exactly 0 where p = q, so identical rows give
-/// exactly 0). Limits: \f$p_v = 0\f$ contributes \f$q_v\f$; \f$q_v = 0 < p_v\f$ gives
-/// \f$+\infty\f$ and an unbounded gradient (as does a ratio beyond the float range).
-struct PearsonChi2 {
-  static constexpr const char* name = "kdloss::FDivergence<PearsonChi2>";
+namespace detail {
+/// The form of Pearson's and Neyman's \f$\chi^2\f$ whose value and centre are sums over the row
+/// (`kernels::From::Centre`): what they run for a row whose pass-1 sum of ratios is not below the
+/// largest T (see `kernels::gen_ratio`). `Chi2` is the generator itself, whose h and
+/// `value_of_centre` it takes.
+template <class Chi2>
+struct Chi2ByEntries {
+  static constexpr const char* name = Chi2::name;
+  static constexpr kernels::Ratio ratio = Chi2::ratio;
   static constexpr kernels::From value_from = kernels::From::Centre;
-  /// \f$L = \sum_v p_v^2/q_v - 2\sum_v p_v + \sum_v q_v = -c\f$ (as both sums are 1).
-  double value_of_centre(double centre) const { return -centre; }
+  static constexpr bool masks_itself = true;
+  double value_of_centre(double centre) const { return Chi2::value_of_centre(centre); }
   template <class B>
   KDLOSS_INLINE B h(const kernels::Elem<B>& e) const {
-    using T = typename B::value_type;
-    return select(e.a2 == e.b2, B::splat(T(0)), e.q - ratio(e));
-  }
-
- private:
-  template <class B>
-  static KDLOSS_INLINE B ratio(const kernels::Elem<B>& e) {  // p^2 / q, from the base-2 logs
-    using T = typename B::value_type;
-    return simd::exp2(fms(B::splat(T(2)), e.a2, e.b2));
+    return Chi2{}.h(e);
   }
 };
+}  // namespace detail
 
-/// Neyman \f$\chi^2\f$, \f$f(r) = (1 - r)^2/r\f$: \f$L = \sum_v (p_v - q_v)^2/p_v\f$.
+/// Pearson \f$\chi^2\f$, \f$f(r) = (r - 1)^2\f$: \f$L = \sum_v (p_v - q_v)^2/q_v = \sum_v
+/// p_v^2/q_v - 1\f$ (as both rows sum to 1).
 ///
-/// \f$g = 2(1/r - 1)\f$, \f$h = 2(q^2/p - q)\f$, with \f$q^2/p = 2^{2\log_2 q - \log_2 p}\f$, and
-/// \f$L = \sum_v q_v^2/p_v - 1 = \tfrac12\sum_v h_v\f$ (the value pass sums h alone; h is exactly 0
-/// where p = q, so identical rows give exactly 0). Limits: \f$q_v = 0\f$ contributes \f$p_v\f$;
+/// \f$g = 1 - r^2\f$, \f$h = q - p^2/q\f$ (`Elem::ratio` \f$= p^2/q = 2^{2\log_2 p - \log_2 q}\f$,
+/// so probabilities that underflow in float never give 0/0), and \f$\sum_v h_v = -L\f$. Pass 1
+/// sums \f$p^2/q\f$ beside the rows' own sums (`kernels::Ratio`), so value and centre come from it,
+/// and leaves the ratios in the gradient row, from which the gradient pass takes them without
+/// reading the teacher: two passes, as forward KL. Identical rows give exactly 0 (the ratio sum is
+/// then the rows' own sum, bit for bit). Limits: \f$p_v = 0\f$ contributes \f$q_v\f$; \f$q_v = 0 <
+/// p_v\f$ gives \f$+\infty\f$ and an unbounded gradient, as does a ratio beyond the float range.
+struct PearsonChi2 {
+  static constexpr const char* name = "kdloss::FDivergence<PearsonChi2>";
+  static constexpr kernels::Ratio ratio = kernels::Ratio::TeacherSquared;
+  static constexpr kernels::From value_from = kernels::From::Stats;
+  static constexpr kernels::From centre_from = kernels::From::Stats;
+  static constexpr kernels::Stash reuse = kernels::Stash::Ratio;
+  static constexpr bool masks_itself = true;
+  /// \f$\sum_v p_v^2/q_v - 1\f$
+  double value(const kernels::KlStats& s) const { return value_of_centre(centre(s)); }
+  /// \f$\sum_v h_v = 1 - \sum_v p_v^2/q_v\f$
+  double centre(const kernels::KlStats& s) const { return 1 - s.ratio; }
+  /// \f$L = -c\f$ (the value from the centre, as the form by entries takes it)
+  static double value_of_centre(double centre) { return std::max(0.0, -centre); }
+  template <class B>
+  KDLOSS_INLINE B h(const kernels::Elem<B>& e) const {
+    return e.q - e.ratio;
+  }
+  detail::Chi2ByEntries<PearsonChi2> by_entries() const { return {}; }
+};
+
+/// Neyman \f$\chi^2\f$, \f$f(r) = (1 - r)^2/r\f$: \f$L = \sum_v (p_v - q_v)^2/p_v = \sum_v
+/// q_v^2/p_v - 1\f$.
+///
+/// \f$g = 2(1/r - 1)\f$, \f$h = 2(q^2/p - q)\f$ (`Elem::ratio` \f$= q^2/p = 2^{2\log_2 q - \log_2
+/// p}\f$), and \f$\sum_v h_v = 2L\f$. Two passes, as Pearson's \f$\chi^2\f$ (pass 1 sums and stashes
+/// \f$q^2/p\f$). Identical rows give exactly 0. Limits: \f$q_v = 0\f$ contributes \f$p_v\f$;
 /// \f$p_v = 0 < q_v\f$ gives \f$+\infty\f$ and an unbounded gradient.
 struct NeymanChi2 {
   static constexpr const char* name = "kdloss::FDivergence<NeymanChi2>";
-  static constexpr kernels::From value_from = kernels::From::Centre;
-  /// \f$L = \sum_v q_v^2/p_v - 2\sum_v q_v + \sum_v p_v = c/2\f$ (as both sums are 1).
-  double value_of_centre(double centre) const { return centre / 2; }
+  static constexpr kernels::Ratio ratio = kernels::Ratio::StudentSquared;
+  static constexpr kernels::From value_from = kernels::From::Stats;
+  static constexpr kernels::From centre_from = kernels::From::Stats;
+  static constexpr kernels::Stash reuse = kernels::Stash::Ratio;
+  static constexpr bool masks_itself = true;
+  /// \f$\sum_v q_v^2/p_v - 1\f$
+  double value(const kernels::KlStats& s) const { return value_of_centre(centre(s)); }
+  /// \f$\sum_v h_v = 2(\sum_v q_v^2/p_v - 1)\f$
+  double centre(const kernels::KlStats& s) const { return 2 * (s.ratio - 1); }
+  /// \f$L = c/2\f$
+  static double value_of_centre(double centre) { return std::max(0.0, centre / 2); }
   template <class B>
   KDLOSS_INLINE B h(const kernels::Elem<B>& e) const {
     using T = typename B::value_type;
-    return select(e.a2 == e.b2, B::splat(T(0)), B::splat(T(2)) * (ratio(e) - e.q));
+    return B::splat(T(2)) * (e.ratio - e.q);
   }
-
- private:
-  template <class B>
-  static KDLOSS_INLINE B ratio(const kernels::Elem<B>& e) {  // q^2 / p, from the base-2 logs
-    using T = typename B::value_type;
-    return simd::exp2(fms(B::splat(T(2)), e.b2, e.a2));
-  }
+  detail::Chi2ByEntries<NeymanChi2> by_entries() const { return {}; }
 };
 
 }  // namespace generators

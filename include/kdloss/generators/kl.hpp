@@ -25,14 +25,17 @@ KDLOSS_BEGIN_NAMESPACE
 /// `value_from`/`centre_from = kernels::From::Stats` with `value(kl)`/`centre(kl)` (the value or the
 /// centring constant \f$\sum_v h_v\f$ as a function of the sums pass 1 computes when asked: the two
 /// KL divergences through `needs_fkl`/`needs_rkl`, the squared Hellinger distance through
-/// `needs_hellinger`; see `kernels::KlStats`), `value_from = kernels::From::Centre` with
+/// `needs_hellinger`, the sum of \f$p^2/q\f$ or \f$q^2/p\f$ through a `ratio`, whose generator
+/// then also gives `by_entries()`, a form for the rows where that sum passes the float range; see
+/// `kernels::KlStats`), `value_from = kernels::From::Centre` with
 /// `value_of_centre(c)` (the value as a function of \f$c = \sum_v h_v\f$, which the value pass then
 /// sums alone: `term` is never called), `masks_itself` (`term` and h are already 0 where both
 /// logs are -inf, an entry masked on both sides or a tail lane: the engine applies no mask),
 /// `reuse` (`kernels::Stash::Teacher` or `Student`, or a `reuse_side()` that chooses per call: with
 /// a value and centre from pass 1, pass 1 leaves that side's exponentials in the gradient row and
 /// the gradient pass takes p or q from there instead of an exponential; `Stash::Roots`, with the
-/// squared Hellinger distance: \f$\sqrt{pq}\f$, `Elem::r`), `stash_linear` (with `reuse`: h is
+/// squared Hellinger distance: \f$\sqrt{pq}\f$, `Elem::r`; `Stash::Ratio`, with a `ratio`: that
+/// ratio, `Elem::ratio`), `stash_linear` (with `reuse`: h is
 /// the reused probability times a function of the logs alone, so the gradient pass folds the
 /// gradient's scale into the stash's factor; forward and reverse KL), and
 /// `template <class T> bind() const`, which returns the generator the kernel runs with, per-call

@@ -23,8 +23,9 @@ enum class From {
 };
 
 /// The sums of a row pass 1 computes for a generator's value or centre: the two KL divergences
-/// (+inf where a support is not covered) and the squared Hellinger distance. Only those a generator
-/// asks for (`needs_fkl`, `needs_rkl`, `needs_hellinger`) are computed.
+/// (+inf where a support is not covered), the squared Hellinger distance and a sum of ratios of
+/// squares. Only those a generator asks for (`needs_fkl`, `needs_rkl`, `needs_hellinger`, a
+/// `ratio` with a value or centre from pass 1) are computed.
 struct KlStats {
   double fkl = 0;  ///< KL(p||q)
   double rkl = 0;  ///< KL(q||p)
@@ -32,20 +33,25 @@ struct KlStats {
   /// halves \f$e^{k t_v/2}, e^{k s_v/2}\f$ of the rows' exponentials that keep its relative accuracy
   /// where the rows are alike (`RootSums`)
   double hellinger = 0;
+  /// \f$\sum_v p_v^2/q_v\f$ (a generator whose `ratio` is `Ratio::TeacherSquared`) or
+  /// \f$\sum_v q_v^2/p_v\f$ (`StudentSquared`), at most the largest T (a row whose sum is not is
+  /// run by the generator's `by_entries()` form instead)
+  double ratio = 0;
 };
 
 /// Per-entry quantities a generator sees (all lanes of one vector): \f$a = \log p_v\f$,
 /// \f$b = \log q_v\f$, \f$p_v\f$, \f$q_v\f$, the log-ratio \f$u = \log p_v - \log q_v\f$, and
 /// the base-2 logs \f$a_2 = \log_2 p_v\f$, \f$b_2 = \log_2 q_v\f$ (the kernel's own, from which
 /// \f$a\f$ and \f$b\f$ are made: a power \f$p^c = 2^{c a_2}\f$, \f$c \ge 0\f$, is one
-/// `simd::exp2_nonpositive`, cheaper than `simd::exp`), and the root \f$r = \sqrt{p_v q_v} =
-/// 2^{(a_2 + b_2)/2}\f$.
+/// `simd::exp2_nonpositive`, cheaper than `simd::exp`), the root \f$r = \sqrt{p_v q_v} =
+/// 2^{(a_2 + b_2)/2}\f$, and, for a generator with a `ratio`, that ratio of squares: \f$p_v^2/q_v
+/// = 2^{2a_2 - b_2}\f$ or \f$q_v^2/p_v = 2^{2b_2 - a_2}\f$, 0 where both logs are -inf.
 /// An entry masked on one side has \f$a\f$ or \f$b = -\infty\f$ (and \f$u = \mp\infty\f$); a
 /// probability that underflows in T is 0 while its log stays finite. Everything is inlined, so
 /// what a generator does not use is never computed.
 template <class B>
 struct Elem {
-  B a, b, p, q, u, a2, b2, r;
+  B a, b, p, q, u, a2, b2, r, ratio;
 };
 
 // Compile-time facts about a generator, with the defaults of a plain user generator (which only
@@ -80,6 +86,15 @@ struct gen_masks_itself : std::false_type {};
 template <class Gen>
 struct gen_masks_itself<Gen, std::void_t<decltype(Gen::masks_itself)>>
     : std::integral_constant<bool, Gen::masks_itself> {};
+/// The ratio of squares a generator's entries see as `Elem::ratio` (`Ratio::TeacherSquared`:
+/// \f$p^2/q\f$, as Pearson's \f$\chi^2\f$; `StudentSquared`: \f$q^2/p\f$, as Neyman's). With a value
+/// or centre from pass 1, pass 1 also sums it (`KlStats::ratio`); a row where that sum is not
+/// below the largest T then runs the generator's `by_entries()`, a form whose value and centre are
+/// sums over the row.
+template <class Gen, class = void>
+struct gen_ratio : std::integral_constant<Ratio, Ratio::None> {};
+template <class Gen>
+struct gen_ratio<Gen, std::void_t<decltype(Gen::ratio)>> : std::integral_constant<Ratio, Gen::ratio> {};
 /// The probability a generator's gradient pass takes from pass 1 (`reuse = Stash::Teacher`: p, as
 /// forward KL and Jeffreys; `Stash::Student`: q, as reverse KL): pass 1 leaves that side's
 /// exponentials in the gradient row, and the gradient pass multiplies them by a per-block factor
@@ -145,23 +160,34 @@ RowResult divergence_row_bound(const Gen& gen_in, const TeacherRow& teacher_in, 
   static_assert(!kCentreValue || !kStatsCentre, "a value from the centre sums h in the value pass");
   constexpr bool kFkl = gen_needs_fkl<Gen>::value, kRkl = gen_needs_rkl<Gen>::value;
   constexpr bool kHellinger = gen_needs_hellinger<Gen>::value;
+  constexpr Ratio kRatio = gen_ratio<Gen>::value;
+  constexpr Ratio kRatioSum = kStatsValue || kStatsCentre ? kRatio : Ratio::None;
   T* const grad = out.row;
 
   // Pass 1 leaves one side's exponentials in the gradient row when the gradient pass will
   // overwrite it and reuses them (rows of up to kStashBlocks pass-1 blocks: 512k entries in float
   // AVX-512; longer rows take the exponential again).
   constexpr Stash kReuse = kStatsValue && kStatsCentre ? Side : Stash::None;
-  using Plan = StatsPlan<true, true, kFkl, kRkl, false, false, Stash::None, kHellinger>;
-  using StashPlan = StatsPlan<true, true, kFkl, kRkl, false, false, kReuse, kHellinger>;
+  using Plan = StatsPlan<true, true, kFkl, kRkl, false, false, Stash::None, kHellinger, kRatioSum>;
+  using StashPlan = StatsPlan<true, true, kFkl, kRkl, false, false, kReuse, kHellinger, kRatioSum>;
   constexpr Index kBlock = stats_block<B, StashPlan>();
   constexpr Index kStashBlocks = kReuse != Stash::None ? 256 : 1;
-  T refs[kReuse == Stash::Roots ? 2 * kStashBlocks : kStashBlocks];
+  constexpr bool kTwoRefs = kReuse == Stash::Roots || kReuse == Stash::Ratio;
+  T refs[kTwoRefs ? 2 * kStashBlocks : kStashBlocks];
   const bool stash = kReuse != Stash::None && grad != nullptr && out.beta == T(0) && n <= kStashBlocks * kBlock;
   const PairStats<T> st = stash ? row_stats<Arch, StashPlan>(teacher, student, n, k, ExpStash<T>{grad, refs})
                                 : row_stats<Arch, Plan>(teacher, student, n, k);
   // The student first: a target formed from the student (Taid, DeltaKL) inherits its defects.
   if (RowError e = st.s.check(false); e != RowError::None) return {0, e};
   if (RowError e = st.t.check(true); e != RowError::None) return {0, e};
+  // A sum of ratios past the largest T: an entry's ratio is infinite, or pass 1's float sums
+  // overflowed (a block whose divisor lies far below its maximum while its dividend is at its own,
+  // which later blocks may lower). The row's entries then say which, as the generator's form by
+  // entries computes them.
+  if constexpr (kRatioSum != Ratio::None) {
+    if (!(st.ratio <= static_cast<double>(std::numeric_limits<T>::max())))
+      return divergence_row_bound<Arch, Stash::None>(gen.by_entries(), teacher, student, n, k, out);
+  }
   const double lst = st.t.log_sum(), lss = st.s.log_sum();
   const double kd = static_cast<double>(k);
   constexpr double kInf = std::numeric_limits<double>::infinity();
@@ -172,6 +198,7 @@ RowResult divergence_row_bound(const Gen& gen_in, const TeacherRow& teacher_in, 
   if constexpr (kRkl)
     kl.rkl = st.student_uncovered ? kInf : std::max(0.0, -kd * st.cross_s / st.s.sum + lst - lss);
   if constexpr (kHellinger) kl.hellinger = st.hellinger;
+  if constexpr (kRatioSum != Ratio::None) kl.ratio = st.ratio;
 
   // The entry view, relative to the row maxima (so z/tau never overflows for huge logits). In base
   // 2, log2 p = k log2(e) (t - max t) - log2 S_t: p costs one fms and one exp2.
@@ -200,6 +227,14 @@ RowResult divergence_row_bound(const Gen& gen_in, const TeacherRow& teacher_in, 
     e.a2 = ya;
     e.b2 = yb;
     e.r = kSkip == Stash::Roots ? B::splat(0) : simd::exp2_nonpositive((ya + yb) * B::splat(T(0.5)));
+    if constexpr (kRatio != Ratio::None) {
+      // The divisor's log bounded below: an entry masked on both sides gives 2^-inf = 0 (not 2^NaN),
+      // one whose divisor alone is masked gives +inf.
+      constexpr bool kTsq = kRatio == Ratio::TeacherSquared;
+      const B lowest = B::splat(std::numeric_limits<T>::lowest());
+      e.ratio = kSkip == Stash::Ratio ? B::splat(0)
+                                      : simd::exp2(fms(B::splat(T(2)), kTsq ? ya : yb, max(kTsq ? yb : ya, lowest)));
+    }
     return e;
   };
   auto elem = [&](Index j, auto lanes) KDLOSS_INLINE_LAMBDA { return view(j, lanes, std::integral_constant<Stash, Stash::None>{}); };
@@ -278,6 +313,8 @@ RowResult divergence_row_bound(const Gen& gen_in, const TeacherRow& teacher_in, 
     for (Index b = (n - 1) / kBlock; b >= 0; --b) {
       const StashFactor<T> f = [&] {
         if constexpr (kFrom == Stash::Roots) return StashFactor<T>::of_roots(refs + 2 * b, st, kappa, lst, lss);
+        else if constexpr (kFrom == Stash::Ratio)
+          return StashFactor<T>::at(StashFactor<T>::ratio_exponent(refs + 2 * b, st, kRatio == Ratio::TeacherSquared, kappa, lst, lss));
         else if constexpr (kFrom != Stash::None) return StashFactor<T>::of(refs[b], side.max, st.stash_offsets, kappa, ls);
         else return StashFactor<T>{};
       }();
@@ -292,7 +329,7 @@ RowResult divergence_row_bound(const Gen& gen_in, const TeacherRow& teacher_in, 
         sweep_reverse<W>(b * kBlock, std::min(n, (b + 1) * kBlock), [&](Index j, auto lanes) KDLOSS_INLINE_LAMBDA {
           Elem<B> e = view(j, lanes, from_stash);
           if constexpr (kFrom != Stash::None) {
-            B& stashed = kFrom == Stash::Teacher ? e.p : kFrom == Stash::Student ? e.q : e.r;
+            B& stashed = kFrom == Stash::Teacher ? e.p : kFrom == Stash::Student ? e.q : kFrom == Stash::Roots ? e.r : e.ratio;
             stashed = kFolded ? load<B>(grad + j, lanes, T(0)) * f1b : load<B>(grad + j, lanes, T(0)) * f1b * f2b;
           }
           B g = kFolded ? fnma(e.q, cq, masked(e, gen.h(e))) : grad_entry(e);
@@ -316,7 +353,16 @@ RowResult divergence_row_bound(const Gen& gen_in, const TeacherRow& teacher_in, 
   using None = std::integral_constant<Stash, Stash::None>;
   // A teacher row with the student's statistics (a target made from the student itself, as Taid's
   // at lambda 0) takes p as it takes q, so p = q gives a gradient of exactly 0.
-  if (stash && st.stash_complete && !st.same_statistics())
+  bool from_stash = stash && st.stash_complete && !st.same_statistics();
+  // A stashed ratio may be as large as the largest T: its factor is applied only where it is a
+  // product of two normal T (rows whose blocks' references lie far apart take the exponentials).
+  if constexpr (kReuse == Stash::Ratio) {
+    for (Index b = 0; from_stash && b <= (n - 1) / kBlock; ++b) {
+      const double y = StashFactor<T>::ratio_exponent(refs + 2 * b, st, kRatio == Ratio::TeacherSquared, kappa, lst, lss);
+      from_stash = y >= StashFactor<T>::lowest_exponent() && y <= std::numeric_limits<T>::max_exponent - 1;
+    }
+  }
+  if (from_stash)
     write(std::integral_constant<Stash, kReuse>{}, std::false_type{});
   else if (out.beta == T(0))
     write(None{}, std::false_type{});

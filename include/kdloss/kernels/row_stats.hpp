@@ -68,6 +68,10 @@ struct PairStats {
   /// The squared Hellinger distance \f$1 - \sum_v \sqrt{p_v q_v}\f$ (if planned; see `RootSums`), in
   /// [0, 1], exactly 0 for identical rows.
   double hellinger = 0;
+  /// \f$\sum_v p_v^2/q_v\f$ or \f$\sum_v q_v^2/p_v\f$ (if planned; see `Ratio`), not finite where
+  /// an entry's ratio is infinite or where pass 1's float sums of the ratios overflowed; exactly 1
+  /// for identical rows.
+  double ratio = 0;
   /// The stash (if planned) is read with one kind of reference for every block (false for a row
   /// whose \f$|\kappa\max|\f$ passed \f$2^{12}\f$ part way: its later blocks have maxima, not offsets).
   bool stash_complete = true;
@@ -119,11 +123,18 @@ struct RootSums {
   }
 };
 
+/// Which ratio of squares pass 1 sums when planned (`StatsPlan::ratio`): \f$p^2/q\f$
+/// (`TeacherSquared`, Pearson's \f$\chi^2 = \sum_v p_v^2/q_v - 1\f$) or \f$q^2/p\f$
+/// (`StudentSquared`, Neyman's). An entry's ratio is one more exponential of the two exponents the
+/// sweep already has, \f$2^{2y_t - y_s}\f$ (or \f$2^{2y_s - y_t}\f$), relative to the same
+/// references.
+enum class Ratio : std::uint8_t { None, TeacherSquared, StudentSquared };
+
 /// One pass-1 block's sums (relative to the block's references and in base-2 units as its sweep
 /// returns them; see `row_stats`) and, when the sweep tracked them, its maxima.
 template <class T>
 struct BlockSums {
-  double st = 0, ss = 0, ct = 0, cs = 0, m1 = 0, m2 = 0, lin = 0;
+  double st = 0, ss = 0, ct = 0, cs = 0, m1 = 0, m2 = 0, lin = 0, ratio = 0;
   RootSums roots;
   T max_t = -std::numeric_limits<T>::infinity(), max_s = -std::numeric_limits<T>::infinity();
 };
@@ -156,9 +167,10 @@ KDLOSS_INLINE double exp2_scale(T k) {
 }
 
 /// Which side's exponentials pass 1 leaves in a row for a later pass (`ExpStash`).
-/// `Roots`: \f$\sqrt{e_t e_s}\f$, whence \f$\sqrt{p_v q_v}\f$ (a plan with `roots`; `ExpStash::ref`
-/// then holds both sides' references of block b, at 2b and 2b + 1).
-enum class Stash : std::uint8_t { None, Teacher, Student, Roots };
+/// `Roots`: \f$\sqrt{e_t e_s}\f$, whence \f$\sqrt{p_v q_v}\f$ (a plan with `roots`); `Ratio`: the
+/// entries' ratios of squares (a plan with a `ratio`), whence \f$p_v^2/q_v\f$ or \f$q_v^2/p_v\f$.
+/// For both, `ExpStash::ref` holds both sides' references of block b, at 2b and 2b + 1.
+enum class Stash : std::uint8_t { None, Teacher, Student, Roots, Ratio };
 
 /// The factor \f$f_1 f_2\f$ that turns block b's stashed exponentials (`ExpStash`) of a side with
 /// maximum `top` and log-sum `log_sum` into probabilities: \f$2^y\f$ with
@@ -177,6 +189,18 @@ struct StashFactor {
     return at((exponent(refs[0], st.t.max, st.stash_offsets, kappa, lst) +
                exponent(refs[1], st.s.max, st.stash_offsets, kappa, lss)) / 2);
   }
+  /// The exponent of a `Stash::Ratio` block's factor, \f$2y_t - y_s\f$ (`TeacherSquared`) or
+  /// \f$2y_s - y_t\f$, from the two sides' exponents y above. Unlike the other stashes', whose
+  /// values are at most \f$2^{64}\f$, a stashed ratio may be up to the largest float, so the
+  /// factor is applied only where this exponent lies in [2 lo, 127] (see `at`).
+  static double ratio_exponent(const T* refs, const PairStats<T>& st, bool teacher_squared, double kappa,
+                               double lst, double lss) {
+    const double yt = exponent(refs[0], st.t.max, st.stash_offsets, kappa, lst);
+    const double ys = exponent(refs[1], st.s.max, st.stash_offsets, kappa, lss);
+    return teacher_squared ? 2 * yt - ys : 2 * ys - yt;
+  }
+  /// The least exponent `at` represents (as two normal factors).
+  static constexpr double lowest_exponent() { return -2.0 * (std::numeric_limits<T>::max_exponent - 8); }
   /// y itself (see above).
   static double exponent(T ref, T top, bool offsets, double kappa, double log_sum) {
     const double r = static_cast<double>(ref), m = static_cast<double>(top);
@@ -191,7 +215,8 @@ struct StashFactor {
 
 /// What pass 1 accumulates (compile-time, so unused work is not compiled).
 template <bool Teacher, bool Student, bool CrossT, bool CrossS, bool StudentSum = false,
-          bool TeacherMoments = false, Stash StashSide = Stash::None, bool Roots = false>
+          bool TeacherMoments = false, Stash StashSide = Stash::None, bool Roots = false,
+          Ratio RatioOf = Ratio::None>
 struct StatsPlan {
   static constexpr bool teacher = Teacher;
   static constexpr bool student = Student;
@@ -207,10 +232,14 @@ struct StatsPlan {
   /// exponentials per entry, not three; a square is within 6 ulp of the exponential, measured over
   /// [-120, 64] on every path, against 2 to 3 ulp)
   static constexpr bool roots = Roots;
+  /// also the sum of a ratio of squares (`Ratio`, `PairStats::ratio`)
+  static constexpr Ratio ratio = RatioOf;
   static_assert(!StudentSum || Student, "the student sum needs the student row");
   static_assert(StashSide != Stash::Teacher || Teacher, "the teacher stash needs the teacher row");
   static_assert(StashSide != Stash::Student || Student, "the student stash needs the student row");
   static_assert(StashSide != Stash::Roots || Roots, "the roots' stash needs the roots");
+  static_assert(StashSide != Stash::Ratio || RatioOf != Ratio::None, "the ratios' stash needs a ratio");
+  static_assert(RatioOf == Ratio::None || (Teacher && Student && !Roots), "a ratio takes both sides' exponentials");
   static_assert(!Roots || !(CrossT || CrossS || TeacherMoments), "the roots plan takes half exponents alone");
   static_assert(!(CrossT || CrossS || Roots) || (Teacher && Student), "cross sums need both rows");
 };
@@ -269,8 +298,9 @@ PairStats<T> row_stats(const TeacherRow& teacher, const StudentRow& srow, Index 
 
   PairStats<T> r;
   T mt = -kInf, ms = -kInf;
-  double st = 0, ss = 0, ct = 0, cs = 0, lin = 0, m1 = 0, m2 = 0;
+  double st = 0, ss = 0, ct = 0, cs = 0, lin = 0, m1 = 0, m2 = 0, ratio = 0;
   RootSums roots;
+  constexpr bool kTeacherSquared = Plan::ratio == Ratio::TeacherSquared;
   // exp(k (x - max)) = 2^(kappa (x - max)): one multiplier folds 1/tau and log2(e).
   const double kappa = exp2_scale(k);
   const B kb = B::splat(static_cast<T>(kappa));
@@ -285,6 +315,14 @@ PairStats<T> row_stats(const TeacherRow& teacher, const StudentRow& srow, Index 
     if constexpr (Plan::roots) {
       if (dt > 0 || ds > 0)
         roots.scale(dt > 0 ? std::exp2(-kappa * dt / 2) : 1.0, ds > 0 ? std::exp2(-kappa * ds / 2) : 1.0, st, ss);
+    }
+    // A ratio of squares scales by the square of its numerator's factor over its denominator's,
+    // taken as one exponential (in double, where a ratio that overflows is a true +inf).
+    if constexpr (Plan::ratio != Ratio::None) {
+      if (ratio != 0 && (dt > 0 || ds > 0)) {
+        const double dn = std::max(kTeacherSquared ? dt : ds, 0.0), dd = std::max(kTeacherSquared ? ds : dt, 0.0);
+        ratio *= std::exp2(-kappa * (2 * dn - dd));
+      }
     }
     if (st > 0 && (dt > 0 || delta != 0)) {
       const double sc = dt > 0 ? std::exp2(-kappa * dt) : 1.0;
@@ -359,6 +397,7 @@ PairStats<T> row_stats(const TeacherRow& teacher, const StudentRow& srow, Index 
     B fsum[4] = {zero, zero, zero, zero};
     B fm1[4] = {zero, zero, zero, zero}, fm2[4] = {zero, zero, zero, zero};
     B fre[2] = {zero, zero}, frd[2] = {zero, zero}, frc[2] = {zero, zero};
+    B fr[4] = {zero, zero, zero, zero};
     B bt[2] = {B::splat(-kInf), B::splat(-kInf)}, bs[2] = {B::splat(-kInf), B::splat(-kInf)};
     auto body = [&](Index j, auto lanes, int a) {
       B yt = zero, ys = zero, et = zero, es = zero;
@@ -413,6 +452,15 @@ PairStats<T> row_stats(const TeacherRow& teacher, const StudentRow& srow, Index 
         frc[a & 1] = frc[a & 1] + root;
         if constexpr (Plan::stash == Stash::Roots) store(stash_row + j, root, lanes);
       }
+      if constexpr (Plan::ratio != Ratio::None) {
+        // 2^(2 y_t - y_s) (or 2^(2 y_s - y_t)): the same exponential as the sides' own, so a ratio
+        // of equal exponents is bit for bit their exponential. The bounded sweep bounds the
+        // divisor's exponent, so an entry masked on both sides adds 2^-inf = 0 (not 2^NaN).
+        const B y = fms(B::splat(T(2)), kTeacherSquared ? yt : ys, above(kTeacherSquared ? ys : yt));
+        const B rr = kBounded ? simd::exp2(y) : simd::exp2_unbounded(y);
+        fr[a] = fr[a] + rr;
+        if constexpr (Plan::stash == Stash::Ratio) store(stash_row + j, rr, lanes);
+      }
     };
     Index j = j0;
     for (; j + 4 * W <= j1; j += 4 * W) {
@@ -431,6 +479,7 @@ PairStats<T> row_stats(const TeacherRow& teacher, const StudentRow& srow, Index 
     if constexpr (Plan::roots)
       sums.roots = {hsum_wide(fre[0] + fre[1]), hsum_wide(frd[0] + frd[1]), hsum_wide(frc[0] + frc[1])};
     if constexpr (Plan::teacher_moments) sums.m1 = total(fm1), sums.m2 = total(fm2);
+    if constexpr (Plan::ratio != Ratio::None) sums.ratio = total(fr);
     // The block's sum is relative to the maximum it used: keep the absolute part aside.
     if constexpr (Plan::student_sum) sums.lin = total(fsum) + static_cast<double>(j1 - j0) * static_cast<double>(msf);
     if constexpr (kTracked && Plan::teacher) sums.max_t = hmax(max(bt[0], bt[1]));
@@ -487,8 +536,13 @@ PairStats<T> row_stats(const TeacherRow& teacher, const StudentRow& srow, Index 
       if (et != 1.0 || es != 1.0) b.roots.scale(1 / std::sqrt(et), 1 / std::sqrt(es), b.st, b.ss);
       roots.add(b.roots);
     }
+    // 2^(2 delta_t - delta_s) as the sweep's own exponentials round (exactly et for equal ones).
+    if constexpr (Plan::ratio != Ratio::None) {
+      const double en = kTeacherSquared ? et : es, ed = kTeacherSquared ? es : et;
+      ratio += b.ratio / (en * en / ed);
+    }
     st += b.st / et, ss += b.ss / es, ct += b.ct, cs += b.cs, m1 += b.m1, m2 += b.m2, lin += b.lin;
-    if constexpr (Plan::stash == Stash::Roots) {
+    if constexpr (Plan::stash == Stash::Roots || Plan::stash == Stash::Ratio) {
       stash.ref[2 * (j0 / kBlock)] = ref_of(mt, fused);
       stash.ref[2 * (j0 / kBlock) + 1] = ref_of(ms, fused);
     } else if constexpr (Plan::stash != Stash::None) {
@@ -510,7 +564,7 @@ PairStats<T> row_stats(const TeacherRow& teacher, const StudentRow& srow, Index 
   // pays one block twice, not every block).
   bool unbounded = simd::has_exp2_unbounded<B>;
   auto finite = [](const BlockSums<T>& b) {
-    return std::isfinite(b.st + b.ss + b.ct + b.cs + b.m1 + b.m2 + b.roots.e + b.roots.d + b.roots.c);
+    return std::isfinite(b.st + b.ss + b.ct + b.cs + b.m1 + b.m2 + b.roots.e + b.roots.d + b.roots.c + b.ratio);
   };
   auto sweep = [&](Index j0, Index j1, auto tracked, T rt, T rs) {
     if constexpr (simd::has_exp2_unbounded<B>) {
@@ -559,6 +613,10 @@ PairStats<T> row_stats(const TeacherRow& teacher, const StudentRow& srow, Index 
   }
   // From the sums before the clamp below (identical rows: E = D = 0, and H = 0 exactly).
   if constexpr (Plan::roots) r.hellinger = roots.distance(st, ss);
+  // Sum p^2/q = (P / S_t)(S_s / S_t) from the sums before the clamp below (identical rows: P = S_t =
+  // S_s bit for bit, and the ratio is exactly 1).
+  if constexpr (kTeacherSquared) r.ratio = ratio / st * (ss / st);
+  if constexpr (Plan::ratio == Ratio::StudentSquared) r.ratio = ratio / ss * (st / ss);
   // Each maximum adds exactly 1 when its block's exponentials are relative to it; relative to an
   // earlier maximum it adds 1 within rounding, which may leave a sum a few ulp below 1. The exact
   // sum is >= 1: so is this one (log S >= 0, every p <= 1).
