@@ -274,6 +274,9 @@ struct PearsonChi2 {
   static constexpr kernels::From value_from = kernels::From::Stats;
   static constexpr kernels::From centre_from = kernels::From::Stats;
   static constexpr kernels::Stash reuse = kernels::Stash::Ratio;
+  /// h is q plus a multiple of the ratio (the gradient pass folds its scale into the stash's factor)
+  static constexpr bool stash_linear = true;
+  static constexpr double q_coefficient = 1;
   static constexpr bool masks_itself = true;
   /// \f$\sum_v p_v^2/q_v - 1\f$
   double value(const kernels::KlStats& s) const { return value_of_centre(centre(s)); }
@@ -301,6 +304,9 @@ struct NeymanChi2 {
   static constexpr kernels::From value_from = kernels::From::Stats;
   static constexpr kernels::From centre_from = kernels::From::Stats;
   static constexpr kernels::Stash reuse = kernels::Stash::Ratio;
+  /// h is -2q plus a multiple of the ratio (folded as Pearson's)
+  static constexpr bool stash_linear = true;
+  static constexpr double q_coefficient = -2;
   static constexpr bool masks_itself = true;
   /// \f$\sum_v q_v^2/p_v - 1\f$
   double value(const kernels::KlStats& s) const { return value_of_centre(centre(s)); }

@@ -114,11 +114,23 @@ struct gen_reuse_either<Gen, std::void_t<decltype(std::declval<const Gen&>().reu
 /// A generator whose h is the probability it reuses times a function of the logs alone
 /// (`stash_linear`: forward KL, \f$h = -p\f$; reverse KL, \f$h = q(1 - u)\f$), so that scaling that
 /// probability scales h: the gradient pass then folds the gradient's scale into the stash's factor.
+/// With `reuse = Stash::Ratio`, `stash_linear` says instead that h is `q_coefficient` times q plus
+/// a multiple of the ratio (Pearson's \f$h = q - p^2/q\f$): the gradient pass then takes
+/// \f$\partial L/\partial s = h_0 - q\,(c - \alpha)\,\mathrm{scale}\f$ with \f$h_0\f$ the generator's h
+/// at q = 0 of the scaled ratio.
 template <class Gen, class = void>
 struct gen_stash_linear : std::false_type {};
 template <class Gen>
 struct gen_stash_linear<Gen, std::void_t<decltype(Gen::stash_linear)>>
     : std::integral_constant<bool, Gen::stash_linear> {};
+template <class Gen, class = void>
+struct gen_q_coefficient {
+  static constexpr double value = 0;
+};
+template <class Gen>
+struct gen_q_coefficient<Gen, std::void_t<decltype(Gen::q_coefficient)>> {
+  static constexpr double value = Gen::q_coefficient;
+};
 /// A generator with per-call constants (e.g. the logs of its weights) provides
 /// `template <class T> Bound bind() const`, the generator the row kernel runs with, those constants
 /// computed once per row rather than once per entry (a libm call in the loop cannot be hoisted
@@ -325,20 +337,31 @@ RowResult divergence_row_bound(const Gen& gen_in, const TeacherRow& teacher_in, 
       auto block = [&](auto folded, T f1, T f2) {
         constexpr bool kFolded = decltype(folded)::value;
         const B f1b = B::splat(f1), f2b = B::splat(f2);
-        const B cq = kFrom == Stash::Teacher ? B::splat(static_cast<T>(centre * static_cast<double>(out.scale))) : cb;
+        constexpr double kQ = gen_q_coefficient<Gen>::value;
+        const B cq = kFrom == Stash::Teacher || kFrom == Stash::Ratio
+                         ? B::splat(static_cast<T>((centre - kQ) * static_cast<double>(out.scale)))
+                         : cb;
         sweep_reverse<W>(b * kBlock, std::min(n, (b + 1) * kBlock), [&](Index j, auto lanes) KDLOSS_INLINE_LAMBDA {
           Elem<B> e = view(j, lanes, from_stash);
           if constexpr (kFrom != Stash::None) {
             B& stashed = kFrom == Stash::Teacher ? e.p : kFrom == Stash::Student ? e.q : kFrom == Stash::Roots ? e.r : e.ratio;
             stashed = kFolded ? load<B>(grad + j, lanes, T(0)) * f1b : load<B>(grad + j, lanes, T(0)) * f1b * f2b;
           }
-          B g = kFolded ? fnma(e.q, cq, masked(e, gen.h(e))) : grad_entry(e);
+          B g;
+          if constexpr (kFolded && kFrom == Stash::Ratio) {  // h at q = 0 (the scaled ratio's part)
+            static_assert(gen_masks_itself<Gen>::value, "a folded ratio is not masked");
+            Elem<B> e0 = e;
+            e0.q = B::splat(0);
+            g = fnma(e.q, cq, gen.h(e0));
+          } else {
+            g = kFolded ? fnma(e.q, cq, masked(e, gen.h(e))) : grad_entry(e);
+          }
           if constexpr (decltype(accumulate)::value) g = fma(load<B>(grad + j, lanes, T(0)), bb, g);
           store(grad + j, g, lanes);
         });
       };
       // Folded where the factor times the scale is a normal T.
-      if constexpr (gen_stash_linear<Gen>::value && (kFrom == Stash::Teacher || kFrom == Stash::Student) &&
+      if constexpr (gen_stash_linear<Gen>::value && kFrom != Stash::None && kFrom != Stash::Roots &&
                     !decltype(accumulate)::value) {
         const double scaled = static_cast<double>(f.f1) * static_cast<double>(f.f2) * static_cast<double>(out.scale);
         if (scaled >= static_cast<double>(std::numeric_limits<T>::min()) &&
