@@ -222,6 +222,9 @@ struct SquaredHellinger {
   static constexpr bool needs_hellinger = true;
   static constexpr bool masks_itself = true;
   static constexpr kernels::Stash reuse = kernels::Stash::Roots;
+  /// h is q/2 plus a multiple of the root (the gradient pass folds its scale into the stash's factor)
+  static constexpr bool stash_linear = true;
+  static constexpr double q_coefficient = 0.5;
   double value(const kernels::KlStats& s) const { return s.hellinger; }
   double centre(const kernels::KlStats& s) const { return s.hellinger / 2; }
   /// \f$\tfrac12(\sqrt p - \sqrt q)^2\f$

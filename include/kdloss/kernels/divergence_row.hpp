@@ -114,10 +114,11 @@ struct gen_reuse_either<Gen, std::void_t<decltype(std::declval<const Gen&>().reu
 /// A generator whose h is the probability it reuses times a function of the logs alone
 /// (`stash_linear`: forward KL, \f$h = -p\f$; reverse KL, \f$h = q(1 - u)\f$), so that scaling that
 /// probability scales h: the gradient pass then folds the gradient's scale into the stash's factor.
-/// With `reuse = Stash::Ratio`, `stash_linear` says instead that h is `q_coefficient` times q plus
-/// a multiple of the ratio (Pearson's \f$h = q - p^2/q\f$): the gradient pass then takes
+/// With `reuse = Stash::Ratio` or `Stash::Roots`, `stash_linear` says instead that h is
+/// `q_coefficient` times q plus a multiple of the reused quantity (Pearson's \f$h = q - p^2/q\f$,
+/// squared Hellinger's \f$h = (q - \sqrt{pq})/2\f$): the gradient pass then takes
 /// \f$\partial L/\partial s = h_0 - q\,(c - \alpha)\,\mathrm{scale}\f$ with \f$h_0\f$ the generator's h
-/// at q = 0 of the scaled ratio.
+/// at q = 0 of the scaled quantity.
 template <class Gen, class = void>
 struct gen_stash_linear : std::false_type {};
 template <class Gen>
@@ -338,7 +339,8 @@ RowResult divergence_row_bound(const Gen& gen_in, const TeacherRow& teacher_in, 
         constexpr bool kFolded = decltype(folded)::value;
         const B f1b = B::splat(f1), f2b = B::splat(f2);
         constexpr double kQ = gen_q_coefficient<Gen>::value;
-        const B cq = kFrom == Stash::Teacher || kFrom == Stash::Ratio
+        constexpr bool kAffine = kFrom == Stash::Ratio || kFrom == Stash::Roots;  // h = kQ q + (h at q = 0)
+        const B cq = kFrom == Stash::Teacher || kAffine
                          ? B::splat(static_cast<T>((centre - kQ) * static_cast<double>(out.scale)))
                          : cb;
         sweep_reverse<W>(b * kBlock, std::min(n, (b + 1) * kBlock), [&](Index j, auto lanes) KDLOSS_INLINE_LAMBDA {
@@ -348,8 +350,8 @@ RowResult divergence_row_bound(const Gen& gen_in, const TeacherRow& teacher_in, 
             stashed = kFolded ? load<B>(grad + j, lanes, T(0)) * f1b : load<B>(grad + j, lanes, T(0)) * f1b * f2b;
           }
           B g;
-          if constexpr (kFolded && kFrom == Stash::Ratio) {  // h at q = 0 (the scaled ratio's part)
-            static_assert(gen_masks_itself<Gen>::value, "a folded ratio is not masked");
+          if constexpr (kFolded && kAffine) {  // h at q = 0 (the scaled stash's part)
+            static_assert(gen_masks_itself<Gen>::value, "a folded ratio or root is not masked");
             Elem<B> e0 = e;
             e0.q = B::splat(0);
             g = fnma(e.q, cq, gen.h(e0));
@@ -361,7 +363,7 @@ RowResult divergence_row_bound(const Gen& gen_in, const TeacherRow& teacher_in, 
         });
       };
       // Folded where the factor times the scale is a normal T.
-      if constexpr (gen_stash_linear<Gen>::value && kFrom != Stash::None && kFrom != Stash::Roots &&
+      if constexpr (gen_stash_linear<Gen>::value && kFrom != Stash::None &&
                     !decltype(accumulate)::value) {
         const double scaled = static_cast<double>(f.f1) * static_cast<double>(f.f2) * static_cast<double>(out.scale);
         if (scaled >= static_cast<double>(std::numeric_limits<T>::min()) &&
