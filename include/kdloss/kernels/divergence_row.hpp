@@ -151,9 +151,10 @@ struct gen_binds<T, Gen, std::void_t<decltype(std::declval<const Gen&>().templat
 ///   \beta\,\mathrm{row}_j\f$, \f$h = q\,g\f$, \f$c = \sum_v h_v\f$ (`out.scale` carries
 ///   \f$1/\tau\f$, the weight and the reduction), which then only recomputes \f$q\f$.
 /// With a value and centre from pass 1 (forward and reverse KL, Jeffreys, their weighted sum,
-/// squared Hellinger) there is no value pass, and the gradient pass takes p (or q, or
-/// \f$\sqrt{pq}\f$, as the generator's `reuse` says) from the values pass 1 left in the gradient
-/// row: one exponential per entry instead of two.
+/// squared Hellinger, Pearson's and Neyman's \f$\chi^2\f$) there is no value pass, and the gradient
+/// pass takes p (or q, or \f$\sqrt{pq}\f$, or the ratio \f$p^2/q\f$ or \f$q^2/p\f$, as the
+/// generator's `reuse` says) from the values pass 1 left in the gradient row: one exponential per
+/// entry instead of two.
 /// Passes after the first run backwards over the row, so a row larger than L2 starts on the lines
 /// the previous pass left in cache. `out.row == nullptr` computes the value alone.
 template <class Arch, Stash Side, class Gen, class T, class TeacherRow>
