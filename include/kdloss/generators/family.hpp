@@ -243,6 +243,19 @@ struct SquaredHellinger {
 };
 
 namespace detail {
+/// What Pearson's and Neyman's \f$\chi^2\f$ share: the ratio of squares R pass 1 sums and stashes,
+/// value and centre from that sum, and an h that is a multiple of q plus a multiple of the ratio
+/// (so the gradient pass folds its scale into the stash's factor), 0 where both logs are -inf.
+template <kernels::Ratio R>
+struct Chi2Traits {
+  static constexpr kernels::Ratio ratio = R;
+  static constexpr kernels::From value_from = kernels::From::Stats;
+  static constexpr kernels::From centre_from = kernels::From::Stats;
+  static constexpr kernels::Stash reuse = kernels::Stash::Ratio;
+  static constexpr bool stash_linear = true;
+  static constexpr bool masks_itself = true;
+};
+
 /// The form of Pearson's and Neyman's \f$\chi^2\f$ whose value and centre are sums over the row
 /// (`kernels::From::Centre`): what they run for a row whose pass-1 sum of ratios is not below the
 /// largest T (see `kernels::gen_ratio`). `Chi2` is the generator itself, whose h and
@@ -271,16 +284,9 @@ struct Chi2ByEntries {
 /// reading the teacher: two passes, as forward KL. Identical rows give exactly 0 (the ratio sum is
 /// then the rows' own sum, bit for bit). Limits: \f$p_v = 0\f$ contributes \f$q_v\f$; \f$q_v = 0 <
 /// p_v\f$ gives \f$+\infty\f$ and an unbounded gradient, as does a ratio beyond the float range.
-struct PearsonChi2 {
+struct PearsonChi2 : detail::Chi2Traits<kernels::Ratio::TeacherSquared> {
   static constexpr const char* name = "kdloss::FDivergence<PearsonChi2>";
-  static constexpr kernels::Ratio ratio = kernels::Ratio::TeacherSquared;
-  static constexpr kernels::From value_from = kernels::From::Stats;
-  static constexpr kernels::From centre_from = kernels::From::Stats;
-  static constexpr kernels::Stash reuse = kernels::Stash::Ratio;
-  /// h is q plus a multiple of the ratio (the gradient pass folds its scale into the stash's factor)
-  static constexpr bool stash_linear = true;
-  static constexpr double q_coefficient = 1;
-  static constexpr bool masks_itself = true;
+  static constexpr double q_coefficient = 1;  ///< h = q - p^2/q
   /// \f$\sum_v p_v^2/q_v - 1\f$
   double value(const kernels::KlStats& s) const { return value_of_centre(centre(s)); }
   /// \f$\sum_v h_v = 1 - \sum_v p_v^2/q_v\f$
@@ -301,16 +307,9 @@ struct PearsonChi2 {
 /// p}\f$), and \f$\sum_v h_v = 2L\f$. Two passes, as Pearson's \f$\chi^2\f$ (pass 1 sums and stashes
 /// \f$q^2/p\f$). Identical rows give exactly 0. Limits: \f$q_v = 0\f$ contributes \f$p_v\f$;
 /// \f$p_v = 0 < q_v\f$ gives \f$+\infty\f$ and an unbounded gradient.
-struct NeymanChi2 {
+struct NeymanChi2 : detail::Chi2Traits<kernels::Ratio::StudentSquared> {
   static constexpr const char* name = "kdloss::FDivergence<NeymanChi2>";
-  static constexpr kernels::Ratio ratio = kernels::Ratio::StudentSquared;
-  static constexpr kernels::From value_from = kernels::From::Stats;
-  static constexpr kernels::From centre_from = kernels::From::Stats;
-  static constexpr kernels::Stash reuse = kernels::Stash::Ratio;
-  /// h is -2q plus a multiple of the ratio (folded as Pearson's)
-  static constexpr bool stash_linear = true;
-  static constexpr double q_coefficient = -2;
-  static constexpr bool masks_itself = true;
+  static constexpr double q_coefficient = -2;  ///< h = 2 q^2/p - 2q
   /// \f$\sum_v q_v^2/p_v - 1\f$
   double value(const kernels::KlStats& s) const { return value_of_centre(centre(s)); }
   /// \f$\sum_v h_v = 2(\sum_v q_v^2/p_v - 1)\f$

@@ -352,7 +352,7 @@ RowResult divergence_row_bound(const Gen& gen_in, const TeacherRow& teacher_in, 
           }
           B g;
           if constexpr (kFolded && kAffine) {  // h at q = 0 (the scaled stash's part)
-            static_assert(gen_masks_itself<Gen>::value, "a folded ratio or root is not masked");
+            static_assert(!kFolded || gen_masks_itself<Gen>::value, "a folded ratio or root is not masked");
             Elem<B> e0 = e;
             e0.q = B::splat(0);
             g = fnma(e.q, cq, gen.h(e0));
