@@ -124,6 +124,8 @@ struct gen_stash_linear : std::false_type {};
 template <class Gen>
 struct gen_stash_linear<Gen, std::void_t<decltype(Gen::stash_linear)>>
     : std::integral_constant<bool, Gen::stash_linear> {};
+/// The coefficient \f$\alpha\f$ of q in the h of a `stash_linear` generator that reuses a ratio or
+/// a root (`q_coefficient`; 0 where a generator gives none).
 template <class Gen, class = void>
 struct gen_q_coefficient {
   static constexpr double value = 0;
