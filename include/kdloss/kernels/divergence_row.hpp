@@ -387,7 +387,7 @@ RowResult divergence_row_bound(const Gen& gen_in, const TeacherRow& teacher_in, 
   if constexpr (kReuse == Stash::Ratio) {
     for (Index b = 0; from_stash && b <= (n - 1) / kBlock; ++b) {
       const double y = StashFactor<T>::ratio_exponent(refs + 2 * b, st, kRatio == Ratio::TeacherSquared, kappa, lst, lss);
-      from_stash = y >= StashFactor<T>::lowest_exponent() && y <= std::numeric_limits<T>::max_exponent - 1;
+      from_stash = y >= StashFactor<T>::lowest_exponent() && y <= StashFactor<T>::highest_exponent();
     }
   }
   if (from_stash)

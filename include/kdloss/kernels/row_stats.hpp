@@ -192,15 +192,19 @@ struct StashFactor {
   /// The exponent of a `Stash::Ratio` block's factor, \f$2y_t - y_s\f$ (`TeacherSquared`) or
   /// \f$2y_s - y_t\f$, from the two sides' exponents y above. Unlike the other stashes', whose
   /// values are at most \f$2^{64}\f$, a stashed ratio may be up to the largest float, so the
-  /// factor is applied only where this exponent lies in [2 lo, 127] (see `at`).
+  /// factor is applied only where this exponent lies in [`lowest_exponent`, `highest_exponent`].
   static double ratio_exponent(const T* refs, const PairStats<T>& st, bool teacher_squared, double kappa,
                                double lst, double lss) {
     const double yt = exponent(refs[0], st.t.max, st.stash_offsets, kappa, lst);
     const double ys = exponent(refs[1], st.s.max, st.stash_offsets, kappa, lss);
     return teacher_squared ? 2 * yt - ys : 2 * ys - yt;
   }
-  /// The least exponent `at` represents (as two normal factors).
-  static constexpr double lowest_exponent() { return -2.0 * (std::numeric_limits<T>::max_exponent - 8); }
+  /// The bound lo of `at`'s first factor (float -120, double -1016).
+  static constexpr double kLow = -(std::numeric_limits<T>::max_exponent - 8);
+  /// The least exponent `at` represents (as two normal factors), 2 lo.
+  static constexpr double lowest_exponent() { return 2 * kLow; }
+  /// The largest exponent `at` represents (one normal factor).
+  static constexpr double highest_exponent() { return std::numeric_limits<T>::max_exponent - 1; }
   /// y itself (see above).
   static double exponent(T ref, T top, bool offsets, double kappa, double log_sum) {
     const double r = static_cast<double>(ref), m = static_cast<double>(top);
@@ -208,7 +212,7 @@ struct StashFactor {
   }
   /// The factor \f$2^y\f$, split as above.
   static StashFactor at(double y) {
-    constexpr double lo = -(std::numeric_limits<T>::max_exponent - 8);  // float -120, double -1016
+    constexpr double lo = kLow;
     return {static_cast<T>(std::exp2(std::max(y, lo))), static_cast<T>(y < lo ? std::exp2(std::max(y, 2 * lo) - lo) : 1.0)};
   }
 };
