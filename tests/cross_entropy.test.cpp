@@ -17,10 +17,8 @@ Eigen::VectorXi random_labels(long n, long v, std::uint32_t s, bool with_ignored
 }
 
 template <class T>
-void check_ce_reference(long n, long v, double tau, double eps, std::uint32_t s, kdloss::Reduction red) {
-  INFO("CrossEntropy N=" << n << " V=" << v << " tau=" << tau << " smoothing=" << eps);
-  const kdloss::RowMatrix<T> S = kdtest::random_logits<T>(n, v, s);
-  const Eigen::VectorXi y = random_labels(n, v, s + 1, true);
+void check_ce_on(const kdloss::RowMatrix<T>& S, const Eigen::VectorXi& y, double tau, double eps, kdloss::Reduction red) {
+  const long n = S.rows(), v = S.cols();
   kdloss::Options<T> o;
   o.temperature = static_cast<T>(tau);
   o.reduction = red;
@@ -64,6 +62,12 @@ void check_ce_reference(long n, long v, double tau, double eps, std::uint32_t s,
   }
 }
 
+template <class T>
+void check_ce_reference(long n, long v, double tau, double eps, std::uint32_t s, kdloss::Reduction red) {
+  INFO("CrossEntropy N=" << n << " V=" << v << " tau=" << tau << " smoothing=" << eps);
+  check_ce_on<T>(kdtest::random_logits<T>(n, v, s), random_labels(n, v, s + 1, true), tau, eps, red);
+}
+
 }  // namespace
 
 TEMPLATE_TEST_CASE("CrossEntropy matches the double reference", "[cross_entropy]", float, double) {
@@ -73,6 +77,47 @@ TEMPLATE_TEST_CASE("CrossEntropy matches the double reference", "[cross_entropy]
       for (const double tau : {1.0, 2.0})
         check_ce_reference<TestType>(v > 2000 ? 3 : 7, v, tau, eps, s++, kdloss::Reduction::BatchMean);
   check_ce_reference<TestType>(6, 333, 1.0, 0.2, s++, kdloss::Reduction::Sum);
+}
+
+// Pass 1 leaves the student's exponentials in the gradient row, relative to each block's running
+// maximum, and the gradient pass scales them by a factor per block. Rows of 5000 entries span
+// several blocks on every path: a slow ramp and jumps of 80 (every block's maximum rises), a first
+// stretch 300 below the rest (its factor is below the smallest normal float, taken as two factors,
+// and its gradient entries underflow), a first stretch masked, and rows whose logits pass the fused
+// exponent's range (|logit| > 4096 / log2(e) / tau): all of the row, so every block has a maximum
+// for its reference, or only its second half, so the blocks mix the two kinds of reference and the
+// gradient pass takes the exponential instead; and a block whose factor is below the smallest
+// normal float while its probabilities are not.
+TEMPLATE_TEST_CASE("CrossEntropy rows whose maxima rise along the row", "[cross_entropy]", float, double) {
+  using T = TestType;
+  const long n = 8, v = 5000;
+  kdloss::RowMatrix<T> S = kdtest::random_logits<T>(n, v, kdtest::seed(840), 2.0);
+  for (long j = 0; j < v; ++j) {
+    const double x = static_cast<double>(j);
+    S(0, j) += static_cast<T>(0.02 * x);
+    S(1, j) += static_cast<T>(80.0 * std::floor(x / 1500));
+    if (j < 2100) S(2, j) -= T(300);
+    if (j < 1300) S(3, j) = -std::numeric_limits<T>::infinity();
+    S(4, j) += T(5000);
+    if (j >= 2500) S(5, j) += T(4000);
+  }
+  S(6, v - 1) = T(60);  // the maximum in the last entry
+  // Row 7: a block's maximum rises 43 above the first block's (62 in base 2, within the headroom, so
+  // its stashed exponentials reach 2^62) and the row's maximum, one entry, lies 125 above the first
+  // block: that block's factor is below the smallest normal float while its probabilities (e^-82)
+  // are normal floats.
+  for (long j = 0; j < v; ++j) S(7, j) = j < 2048 ? T(-125) : j < 4096 ? T(-82) : T(-60);
+  S(7, 4500) = T(0);
+  Eigen::VectorXi y(n);
+  y << 4999, 10, 2200, 1400, 17, 4000, 4999, 3000;
+  for (const double tau : {1.0, 2.0})
+    for (const double eps : {0.0, 0.1}) {
+      INFO("CrossEntropy rising maxima, tau=" << tau << " smoothing=" << eps);
+      // With smoothing, the masked entries of row 3 make its value +inf: that row is ignored.
+      Eigen::VectorXi ye = y;
+      if (eps > 0) ye[3] = -100;
+      check_ce_on<T>(S, ye, tau, eps, kdloss::Reduction::Sum);
+    }
 }
 
 TEST_CASE("CrossEntropy gradient equals central finite differences", "[cross_entropy]") {

@@ -11,14 +11,25 @@ namespace kernels {
 /// \f$y = (1-\epsilon)e_{\mathrm{label}} + \epsilon/V\f$:
 /// \f$L = -(1-\epsilon)\log q_{\mathrm{label}} - \frac{\epsilon}{V}\sum_v\log q_v\f$,
 /// \f$\partial L/\partial s = (q - y)/\tau\f$. Pass 1 is the student's row statistics (plus the
-/// sum of its logits when \f$\epsilon > 0\f$); pass 2 writes the gradient.
+/// sum of its logits when \f$\epsilon > 0\f$); pass 2 writes the gradient. When the gradient
+/// overwrites its row, pass 1 leaves the student's exponentials there (`Stash::Student`) and pass 2
+/// turns them into q with one multiply-add per entry (its block's `StashFactor` times the scale),
+/// reading neither the logits nor taking an exponential: the row's memory traffic is then a
+/// single stream's, one read of s and one write of the gradient.
 template <class Arch, bool Smoothing, class T>
 RowResult cross_entropy_row(const T* student, Index n, T k, Index label, double smoothing,
                             const GradOut<T>& out) {
   using B = simd::batch<T, Arch>;
   constexpr int W = B::size;
   using Plan = StatsPlan<false, true, false, false, Smoothing>;
-  const PairStats<T> st = row_stats<Arch, Plan>(PlainRow<T>{nullptr}, student, n, k);
+  using StashPlan = StatsPlan<false, true, false, false, Smoothing, false, Stash::Student>;
+  constexpr Index kBlock = stats_block<B, StashPlan>();
+  constexpr Index kStashBlocks = 256;  // rows of up to 512k entries in float with AVX-512
+  T refs[kStashBlocks];
+  T* const g = out.row;
+  const bool stash = g != nullptr && out.beta == T(0) && n <= kStashBlocks * kBlock;
+  const PairStats<T> st = stash ? row_stats<Arch, StashPlan>(PlainRow<T>{nullptr}, student, n, k, ExpStash<T>{g, refs})
+                                : row_stats<Arch, Plan>(PlainRow<T>{nullptr}, student, n, k);
   if (RowError e = st.s.check(false); e != RowError::None) return {0, e};
   const double kd = static_cast<double>(k), lss = st.s.log_sum();
   const double log_qy =
@@ -29,23 +40,45 @@ RowResult cross_entropy_row(const T* student, Index n, T k, Index label, double 
     value -= smoothing / nd * (kd * st.student_sum - nd * lss);
   }
   value = std::max(value, 0.0);
-  if (out.row == nullptr) return {value, RowError::None};
+  if (g == nullptr) return {value, RowError::None};
 
-  const B k2 = B::splat(static_cast<T>(exp2_scale(k))), msb = B::splat(st.s.max);
-  const B lss2 = B::splat(static_cast<T>(lss * kLog2e)), gb = B::splat(out.scale);
-  const B uniform = B::splat(static_cast<T>(smoothing / static_cast<double>(n)));
-  auto entry = [&](Index j, auto lanes) {
-    const B q = simd::exp2_nonpositive(fms(load<B>(student + j, lanes, T(0)) - msb, k2, lss2));
-    return gb * (q - uniform);
-  };
-  T* const g = out.row;
-  if (out.beta == T(0)) {
-    sweep<W>(0, n, [&](Index j, auto lanes) { store(g + j, entry(j, lanes), lanes); });
+  const double uniform = smoothing / static_cast<double>(n), scale = static_cast<double>(out.scale);
+  const B gb = B::splat(out.scale), ub = B::splat(static_cast<T>(uniform));
+  if (stash && st.stash_complete) {
+    // From the end of the row, whose blocks pass 1 left in cache last.
+    const double kappa = exp2_scale(k);
+    const B gu = B::splat(static_cast<T>(scale * uniform));
+    for (Index b = (n - 1) / kBlock; b >= 0; --b) {
+      const StashFactor<T> f = StashFactor<T>::of(refs[b], st.s.max, st.stash_offsets, kappa, lss);
+      const double folded = static_cast<double>(f.f1) * static_cast<double>(f.f2) * scale;
+      const Index j0 = b * kBlock, j1 = std::min(n, j0 + kBlock);
+      if (folded >= static_cast<double>(std::numeric_limits<T>::min()) &&
+          folded <= static_cast<double>(std::numeric_limits<T>::max())) {
+        // (q - eps/V) scale, the factor and the scale in one multiplier
+        const B fb = B::splat(static_cast<T>(folded));
+        sweep_reverse<W>(j0, j1, [&](Index j, auto lanes) { store(g + j, fms(load<B>(g + j, lanes, T(0)), fb, gu), lanes); });
+      } else {
+        const B f1 = B::splat(f.f1), f2 = B::splat(f.f2);
+        sweep_reverse<W>(j0, j1, [&](Index j, auto lanes) {
+          store(g + j, gb * (load<B>(g + j, lanes, T(0)) * f1 * f2 - ub), lanes);
+        });
+      }
+    }
   } else {
-    const B bb = B::splat(out.beta);
-    sweep<W>(0, n, [&](Index j, auto lanes) { store(g + j, fma(load<B>(g + j, lanes, T(0)), bb, entry(j, lanes)), lanes); });
+    const B k2 = B::splat(static_cast<T>(exp2_scale(k))), msb = B::splat(st.s.max);
+    const B lss2 = B::splat(static_cast<T>(lss * kLog2e));
+    auto entry = [&](Index j, auto lanes) {
+      const B q = simd::exp2_nonpositive(fms(load<B>(student + j, lanes, T(0)) - msb, k2, lss2));
+      return gb * (q - ub);
+    };
+    if (out.beta == T(0)) {
+      sweep<W>(0, n, [&](Index j, auto lanes) { store(g + j, entry(j, lanes), lanes); });
+    } else {
+      const B bb = B::splat(out.beta);
+      sweep<W>(0, n, [&](Index j, auto lanes) { store(g + j, fma(load<B>(g + j, lanes, T(0)), bb, entry(j, lanes)), lanes); });
+    }
   }
-  g[label] -= static_cast<T>(static_cast<double>(out.scale) * (1 - smoothing));
+  g[label] -= static_cast<T>(scale * (1 - smoothing));
   return {value, RowError::None};
 }
 
