@@ -1,4 +1,5 @@
-// CrossEntropy (hard labels): value and value+gradient beside the naive Eigen version and ForwardKL.
+// CrossEntropy (hard labels): value and value+gradient beside the naive Eigen version, ForwardKL
+// and its own streaming roofline.
 // SPDX-License-Identifier: Apache-2.0
 #include <kdloss/cross_entropy.hpp>
 #include <kdloss/forward_kl.hpp>
@@ -41,6 +42,14 @@ int main(int argc, char** argv) {
         }
       }
       return static_cast<float>(total / static_cast<double>(n));
+    }, family_shapes());
+    // What any implementation must stream: read S (and, with the gradient, write dS), 8 bytes
+    // per element with the gradient. CrossEntropy reads no teacher, so ForwardKL's roofline (12
+    // bytes) is not its floor.
+    add("CrossEntropy", mode, "roofline", [](Data& d, RowMatrix<float>* g) {
+      if (!g) return d.S.sum();
+      g->noalias() = d.S;
+      return (*g)(0, 0);
     }, family_shapes());
   }
   return run(argc, argv);
