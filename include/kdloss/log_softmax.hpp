@@ -42,17 +42,21 @@ void log_softmax(const Eigen::MatrixBase<S>& in, GradRef<typename S::Scalar> out
                      !detail::overlaps(y.begin(), y.end(), x.begin(), x.end()),
                  std::string(who) + ": the output partially overlaps the input");
   using B = simd::batch<T, Arch>;
-  using Plan = kernels::StatsPlan<false, true, false, false>;
+  // Pass 1 also copies the row into the output (in place, onto itself), so the output's lines come
+  // into cache while pass 1 computes its exponentials, and the write pass reads them from there.
+  using Plan = kernels::StatsPlan<false, true, false, false, false, false, kernels::Stash::StudentLogits>;
   const T k = T(1) / temperature;
   for (Eigen::Index i = 0; i < x.rows; ++i) {
     const T* xi = x.row(i);
-    T* yi = out.data() + i * y.stride;
-    const auto st = kernels::row_stats<Arch, Plan>(kernels::PlainRow<T>{nullptr}, xi, x.cols, k);
+    T* const yi = out.data() + i * y.stride;
+    const auto st = kernels::row_stats<Arch, Plan>(kernels::PlainRow<T>{nullptr}, xi, x.cols, k,
+                                                   kernels::ExpStash<T>{yi, nullptr});
     detail::check_row<T>(st.s.check(false), i, who);
     const B mb = B::splat(st.s.max), kb = B::splat(k);
     const B lb = B::splat(static_cast<T>(st.s.log_sum()));
-    kernels::sweep<B::size>(0, x.cols, [&](Eigen::Index j, auto lanes) {
-      const B v = kernels::load<B>(xi + j, lanes, T(0));
+    // From the end of the row, whose lines pass 1 left in cache last.
+    kernels::sweep_reverse<B::size>(0, x.cols, [&](Eigen::Index j, auto lanes) {
+      const B v = kernels::load<B>(yi + j, lanes, T(0));
       kernels::store(yi + j, fms(v - mb, kb, lb), lanes);
     });
   }

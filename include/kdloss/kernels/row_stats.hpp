@@ -170,7 +170,10 @@ KDLOSS_INLINE double exp2_scale(T k) {
 /// `Roots`: \f$\sqrt{e_t e_s}\f$, whence \f$\sqrt{p_v q_v}\f$ (a plan with `roots`); `Ratio`: the
 /// entries' ratios of squares (a plan with a `ratio`), whence \f$p_v^2/q_v\f$ or \f$q_v^2/p_v\f$.
 /// For both, `ExpStash::ref` holds both sides' references of block b, at 2b and 2b + 1.
-enum class Stash : std::uint8_t { None, Teacher, Student, Roots, Ratio };
+/// `StudentLogits`: the student's logits themselves, copied (no references): a later pass that
+/// needs only the logits reads them from the row it overwrites, whose lines pass 1 has then brought
+/// into cache while it computed (`log_softmax`).
+enum class Stash : std::uint8_t { None, Teacher, Student, Roots, Ratio, StudentLogits };
 
 /// The factor \f$f_1 f_2\f$ that turns block b's stashed exponentials (`ExpStash`) of a side with
 /// maximum `top` and log-sum `log_sum` into probabilities: \f$2^y\f$ with
@@ -240,7 +243,8 @@ struct StatsPlan {
   static constexpr Ratio ratio = RatioOf;
   static_assert(!StudentSum || Student, "the student sum needs the student row");
   static_assert(StashSide != Stash::Teacher || Teacher, "the teacher stash needs the teacher row");
-  static_assert(StashSide != Stash::Student || Student, "the student stash needs the student row");
+  static_assert((StashSide != Stash::Student && StashSide != Stash::StudentLogits) || Student,
+                "the student stash needs the student row");
   static_assert(StashSide != Stash::Roots || Roots, "the roots' stash needs the roots");
   static_assert(StashSide != Stash::Ratio || RatioOf != Ratio::None, "the ratios' stash needs a ratio");
   static_assert(RatioOf == Ratio::None || (Teacher && Student && !Roots), "a ratio takes both sides' exponentials");
@@ -437,6 +441,7 @@ PairStats<T> row_stats(const TeacherRow& teacher, const StudentRow& srow, Index 
         }
         fs[a] = fs[a] + es;
         if constexpr (Plan::stash == Stash::Student) store(stash_row + j, es, lanes);
+        if constexpr (Plan::stash == Stash::StudentLogits) store(stash_row + j, x, lanes);
         // Tail lanes read as the maximum here (they must add 0, not -inf).
         if constexpr (Plan::student_sum) fsum[a] = fsum[a] + (load<B>(sr.p + j, lanes, msf) - msb);
       }
@@ -549,7 +554,7 @@ PairStats<T> row_stats(const TeacherRow& teacher, const StudentRow& srow, Index 
     if constexpr (Plan::stash == Stash::Roots || Plan::stash == Stash::Ratio) {
       stash.ref[2 * (j0 / kBlock)] = ref_of(mt, fused);
       stash.ref[2 * (j0 / kBlock) + 1] = ref_of(ms, fused);
-    } else if constexpr (Plan::stash != Stash::None) {
+    } else if constexpr (Plan::stash == Stash::Teacher || Plan::stash == Stash::Student) {
       const T m = Plan::stash == Stash::Teacher ? mt : ms;
       stash.ref[j0 / kBlock] = ref_of(m, fused);
     }
