@@ -24,7 +24,7 @@ void check_row(kernels::RowError e, Eigen::Index i, const char* who) {
 /// \param out N x V result
 /// \param temperature \f$\tau > 0\f$
 /// \throws std::invalid_argument on a shape mismatch or a bad temperature; std::domain_error on a
-///         row with NaN, +inf, or no finite entry.
+///         row with NaN, +inf, or no finite entry (the output's contents are then unspecified).
 template <class Arch = simd::best_arch, class S>
 void log_softmax(const Eigen::MatrixBase<S>& in, GradRef<typename S::Scalar> out,
                  typename S::Scalar temperature = 1) {

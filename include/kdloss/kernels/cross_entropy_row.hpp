@@ -14,8 +14,8 @@ namespace kernels {
 /// sum of its logits when \f$\epsilon > 0\f$); pass 2 writes the gradient. When the gradient
 /// overwrites its row, pass 1 leaves the student's exponentials there (`Stash::Student`) and pass 2
 /// turns them into q with one multiply-add per entry (its block's `StashFactor` times the scale),
-/// reading neither the logits nor taking an exponential: the row's memory traffic is then a
-/// single stream's, one read of s and one write of the gradient.
+/// reading neither the logits nor taking an exponential: the gradient row's lines come into cache
+/// in pass 1, while it computes, and pass 2 works on them there.
 template <class Arch, bool Smoothing, class T>
 RowResult cross_entropy_row(const T* student, Index n, T k, Index label, double smoothing,
                             const GradOut<T>& out) {
