@@ -50,12 +50,10 @@ RowResult cross_entropy_row(const T* student, Index n, T k, Index label, double 
     const B gu = B::splat(static_cast<T>(scale * uniform));
     for (Index b = (n - 1) / kBlock; b >= 0; --b) {
       const StashFactor<T> f = StashFactor<T>::of(refs[b], st.s.max, st.stash_offsets, kappa, lss);
-      const double folded = static_cast<double>(f.f1) * static_cast<double>(f.f2) * scale;
       const Index j0 = b * kBlock, j1 = std::min(n, j0 + kBlock);
-      if (folded >= static_cast<double>(std::numeric_limits<T>::min()) &&
-          folded <= static_cast<double>(std::numeric_limits<T>::max())) {
+      if (const T folded = f.folded(out.scale); folded != T(0)) {
         // (q - eps/V) scale, the factor and the scale in one multiplier
-        const B fb = B::splat(static_cast<T>(folded));
+        const B fb = B::splat(folded);
         sweep_reverse<W>(j0, j1, [&](Index j, auto lanes) { store(g + j, fms(load<B>(g + j, lanes, T(0)), fb, gu), lanes); });
       } else {
         const B f1 = B::splat(f.f1), f2 = B::splat(f.f2);

@@ -368,10 +368,8 @@ RowResult divergence_row_bound(const Gen& gen_in, const TeacherRow& teacher_in, 
       // Folded where the factor times the scale is a normal T.
       if constexpr (gen_stash_linear<Gen>::value && kFrom != Stash::None &&
                     !decltype(accumulate)::value) {
-        const double scaled = static_cast<double>(f.f1) * static_cast<double>(f.f2) * static_cast<double>(out.scale);
-        if (scaled >= static_cast<double>(std::numeric_limits<T>::min()) &&
-            scaled <= static_cast<double>(std::numeric_limits<T>::max())) {
-          block(std::true_type{}, static_cast<T>(scaled), T(1));
+        if (const T scaled = f.folded(out.scale); scaled != T(0)) {
+          block(std::true_type{}, scaled, T(1));
           continue;
         }
       }

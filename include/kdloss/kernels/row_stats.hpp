@@ -213,6 +213,14 @@ struct StashFactor {
     const double r = static_cast<double>(ref), m = static_cast<double>(top);
     return (offsets ? -std::fma(kappa, m, -r) : kappa * (r - m)) - log_sum * kLog2e;
   }
+  /// \f$f_1 f_2\cdot\f$`scale` as one T where that product is a normal T, so a pass applies the
+  /// factor and a gradient's scale in one multiply; else 0 (the pass applies them apart).
+  T folded(T scale) const {
+    const double x = static_cast<double>(f1) * static_cast<double>(f2) * static_cast<double>(scale);
+    return x >= static_cast<double>(std::numeric_limits<T>::min()) && x <= static_cast<double>(std::numeric_limits<T>::max())
+               ? static_cast<T>(x)
+               : T(0);
+  }
   /// The factor \f$2^y\f$, split as above.
   static StashFactor at(double y) {
     constexpr double lo = kLow;
