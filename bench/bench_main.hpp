@@ -138,7 +138,8 @@ inline void add_paired(const std::string& loss, const std::string& mode, const s
 /// The paired benchmarks of the bars, made from the registry: per loss, value+gradient,
 /// "paired:eigen_rows" (the row-at-a-time Eigen version's time / kdloss's: its speed-up) and,
 /// for every loss but ForwardKL, "paired:ForwardKL" (kdloss's time / ForwardKL's: the multiple the
-/// bars bound); "<loss>/value/paired:grad" (value-only time / value+gradient time).
+/// bars bound); "<loss>/value/paired:grad" (value-only time / value+gradient time); and, where the
+/// binary has one, "paired:roofline" (kdloss's time / the streaming roofline's).
 inline void add_pairs() {
   const auto& r = registry();
   for (const auto& [key, e] : r) {
@@ -151,6 +152,8 @@ inline void add_pairs() {
       add_paired(loss, "grad", "ForwardKL", e.fn, true, fkl->second.fn, true, e.shapes);
     if (const auto value = r.find(loss + "/value/kdloss"); value != r.end())
       add_paired(loss, "value", "grad", value->second.fn, false, e.fn, true, e.shapes);
+    if (const auto roof = r.find(loss + "/grad/roofline"); roof != r.end())
+      add_paired(loss, "grad", "roofline", e.fn, true, roof->second.fn, true, e.shapes);
   }
 }
 
@@ -268,6 +271,8 @@ class SummaryReporter : public benchmark::ConsoleReporter {
         std::printf("%-18s %-6s %-17s %6.2f x ForwardKL's time\n", loss.c_str(), mode.c_str(), sh.c_str(), ratio);
       else if (label == "grad")
         std::printf("%-18s value-only / value+grad %-17s %6.1f %%\n", loss.c_str(), sh.c_str(), 100.0 * ratio);
+      else if (label == "roofline")
+        std::printf("%-18s %-6s %-17s %6.2f x the streaming roofline's time\n", loss.c_str(), mode.c_str(), sh.c_str(), ratio);
     }
   }
 
