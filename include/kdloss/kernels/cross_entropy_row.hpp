@@ -24,10 +24,9 @@ RowResult cross_entropy_row(const T* student, Index n, T k, Index label, double 
   using Plan = StatsPlan<false, true, false, false, Smoothing>;
   using StashPlan = StatsPlan<false, true, false, false, Smoothing, false, Stash::Student>;
   constexpr Index kBlock = stats_block<B, StashPlan>();
-  constexpr Index kStashBlocks = 256;  // rows of up to 512k entries in float with AVX-512
-  T refs[kStashBlocks];
+  T refs[kMaxStashBlocks];
   T* const g = out.row;
-  const bool stash = g != nullptr && out.beta == T(0) && n <= kStashBlocks * kBlock;
+  const bool stash = g != nullptr && out.beta == T(0) && n <= kMaxStashBlocks * kBlock;
   const PairStats<T> st = stash ? row_stats<Arch, StashPlan>(PlainRow<T>{nullptr}, student, n, k, ExpStash<T>{g, refs})
                                 : row_stats<Arch, Plan>(PlainRow<T>{nullptr}, student, n, k);
   if (RowError e = st.s.check(false); e != RowError::None) return {0, e};

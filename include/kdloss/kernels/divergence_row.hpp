@@ -181,13 +181,13 @@ RowResult divergence_row_bound(const Gen& gen_in, const TeacherRow& teacher_in, 
   T* const grad = out.row;
 
   // Pass 1 leaves one side's exponentials in the gradient row when the gradient pass will
-  // overwrite it and reuses them (rows of up to kStashBlocks pass-1 blocks: 512k entries in float
-  // AVX-512; longer rows take the exponential again).
+  // overwrite it and reuses them (rows of up to kMaxStashBlocks pass-1 blocks; longer rows take the
+  // exponential again).
   constexpr Stash kReuse = kStatsValue && kStatsCentre ? Side : Stash::None;
   using Plan = StatsPlan<true, true, kFkl, kRkl, false, false, Stash::None, kHellinger, kRatioSum>;
   using StashPlan = StatsPlan<true, true, kFkl, kRkl, false, false, kReuse, kHellinger, kRatioSum>;
   constexpr Index kBlock = stats_block<B, StashPlan>();
-  constexpr Index kStashBlocks = kReuse != Stash::None ? 256 : 1;
+  constexpr Index kStashBlocks = kReuse != Stash::None ? kMaxStashBlocks : 1;
   constexpr bool kTwoRefs = kReuse == Stash::Roots || kReuse == Stash::Ratio;
   T refs[kTwoRefs ? 2 * kStashBlocks : kStashBlocks];
   const bool stash = kReuse != Stash::None && grad != nullptr && out.beta == T(0) && n <= kStashBlocks * kBlock;

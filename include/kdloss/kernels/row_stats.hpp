@@ -154,6 +154,11 @@ struct ExpStash {
   T* ref = nullptr;
 };
 
+/// The most pass-1 blocks whose stash references a kernel keeps on its stack (`ExpStash::ref`):
+/// rows of up to 256 blocks (512k entries in float with AVX-512) take the stash; longer rows take
+/// the exponential again in their later pass.
+inline constexpr Index kMaxStashBlocks = 256;
+
 /// \f$\log_2 e\f$ and \f$\ln 2\f$, in double, for the kernels' base-2 exponents and logs.
 inline constexpr double kLog2e = 1.4426950408889634;
 inline constexpr double kLn2 = 0.69314718055994530942;
