@@ -47,20 +47,21 @@ RowResult cross_entropy_row(const T* student, Index n, T k, Index label, double 
     // From the end of the row, whose blocks pass 1 left in cache last.
     const double kappa = exp2_scale(k);
     const B gu = B::splat(static_cast<T>(scale * uniform));
-    for (Index b = (n - 1) / kBlock; b >= 0; --b) {
-      const StashFactor<T> f = StashFactor<T>::of(refs[b], st.s.max, st.stash_offsets, kappa, lss);
-      const Index j0 = b * kBlock, j1 = std::min(n, j0 + kBlock);
-      if (const T folded = f.folded(out.scale); folded != T(0)) {
-        // (q - eps/V) scale, the factor and the scale in one multiplier
-        const B fb = B::splat(folded);
-        sweep_reverse<W>(j0, j1, [&](Index j, auto lanes) { store(g + j, fms(load<B>(g + j, lanes, T(0)), fb, gu), lanes); });
-      } else {
-        const B f1 = B::splat(f.f1), f2 = B::splat(f.f2);
-        sweep_reverse<W>(j0, j1, [&](Index j, auto lanes) {
-          store(g + j, gb * (load<B>(g + j, lanes, T(0)) * f1 * f2 - ub), lanes);
+    stash_blocks_reverse<true>(
+        n, kBlock, out.scale,
+        [&](Index b) { return StashFactor<T>::of(refs[b], st.s.max, st.stash_offsets, kappa, lss); },
+        [&](auto folded, Index j0, Index j1, T f1, T f2) {
+          if constexpr (decltype(folded)::value) {
+            // (q - eps/V) scale, the factor and the scale in one multiplier
+            const B fb = B::splat(f1);
+            sweep_reverse<W>(j0, j1, [&](Index j, auto lanes) { store(g + j, fms(load<B>(g + j, lanes, T(0)), fb, gu), lanes); });
+          } else {
+            const B f1b = B::splat(f1), f2b = B::splat(f2);
+            sweep_reverse<W>(j0, j1, [&](Index j, auto lanes) {
+              store(g + j, gb * (load<B>(g + j, lanes, T(0)) * f1b * f2b - ub), lanes);
+            });
+          }
         });
-      }
-    }
   } else {
     const B k2 = B::splat(static_cast<T>(exp2_scale(k))), msb = B::splat(st.s.max);
     const B lss2 = B::splat(static_cast<T>(lss * kLog2e));

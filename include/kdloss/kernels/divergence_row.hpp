@@ -326,55 +326,45 @@ RowResult divergence_row_bound(const Gen& gen_in, const TeacherRow& teacher_in, 
     const SideStats<T>& side = kFrom == Stash::Teacher ? st.t : st.s;
     const double ls = kFrom == Stash::Teacher ? lst : lss;
     const B bb = B::splat(out.beta);
-    for (Index b = (n - 1) / kBlock; b >= 0; --b) {
-      const StashFactor<T> f = [&] {
-        if constexpr (kFrom == Stash::Roots) return StashFactor<T>::of_roots(refs + 2 * b, st, kappa, lst, lss);
-        else if constexpr (kFrom == Stash::Ratio)
-          return StashFactor<T>::at(StashFactor<T>::ratio_exponent(refs + 2 * b, st, kRatio == Ratio::TeacherSquared, kappa, lst, lss));
-        else if constexpr (kFrom != Stash::None) return StashFactor<T>::of(refs[b], side.max, st.stash_offsets, kappa, ls);
-        else return StashFactor<T>{};
-      }();
-      // The block, its stashed probability times its factor. `folded`: a `stash_linear` generator's
-      // factor times the scale, so the reused probability comes out scaled, and so does h: the
-      // entry is h - q (c scale) from a stashed p, or h - q c from a stashed q scaled with it, two
-      // operations fewer per entry than two factors, then h - q c, then the scale.
-      auto block = [&](auto folded, T f1, T f2) {
-        constexpr bool kFolded = decltype(folded)::value;
-        const B f1b = B::splat(f1), f2b = B::splat(f2);
-        constexpr double kQ = gen_q_coefficient<Gen>::value;
-        constexpr bool kAffine = kFrom == Stash::Ratio || kFrom == Stash::Roots;  // h = kQ q + (h at q = 0)
-        const B cq = kFrom == Stash::Teacher || kAffine
-                         ? B::splat(static_cast<T>((centre - kQ) * static_cast<double>(out.scale)))
-                         : cb;
-        sweep_reverse<W>(b * kBlock, std::min(n, (b + 1) * kBlock), [&](Index j, auto lanes) KDLOSS_INLINE_LAMBDA {
-          Elem<B> e = view(j, lanes, from_stash);
-          if constexpr (kFrom != Stash::None) {
-            B& stashed = kFrom == Stash::Teacher ? e.p : kFrom == Stash::Student ? e.q : kFrom == Stash::Roots ? e.r : e.ratio;
-            stashed = kFolded ? load<B>(grad + j, lanes, T(0)) * f1b : load<B>(grad + j, lanes, T(0)) * f1b * f2b;
-          }
-          B g;
-          if constexpr (kFolded && kAffine) {  // h at q = 0 (the scaled stash's part)
-            static_assert(!kFolded || gen_masks_itself<Gen>::value, "a folded ratio or root is not masked");
-            Elem<B> e0 = e;
-            e0.q = B::splat(0);
-            g = fnma(e.q, cq, gen.h(e0));
-          } else {
-            g = kFolded ? fnma(e.q, cq, masked(e, gen.h(e))) : grad_entry(e);
-          }
-          if constexpr (decltype(accumulate)::value) g = fma(load<B>(grad + j, lanes, T(0)), bb, g);
-          store(grad + j, g, lanes);
-        });
-      };
-      // Folded where the factor times the scale is a normal T.
-      if constexpr (gen_stash_linear<Gen>::value && kFrom != Stash::None &&
-                    !decltype(accumulate)::value) {
-        if (const T scaled = f.folded(out.scale); scaled != T(0)) {
-          block(std::true_type{}, scaled, T(1));
-          continue;
+    constexpr bool kFold = gen_stash_linear<Gen>::value && kFrom != Stash::None && !decltype(accumulate)::value;
+    auto factor_of = [&](Index b) KDLOSS_INLINE_LAMBDA {
+      if constexpr (kFrom == Stash::Roots) return StashFactor<T>::of_roots(refs + 2 * b, st, kappa, lst, lss);
+      else if constexpr (kFrom == Stash::Ratio)
+        return StashFactor<T>::at(StashFactor<T>::ratio_exponent(refs + 2 * b, st, kRatio == Ratio::TeacherSquared, kappa, lst, lss));
+      else if constexpr (kFrom != Stash::None) return StashFactor<T>::of(refs[b], side.max, st.stash_offsets, kappa, ls);
+      else return StashFactor<T>{};
+    };
+    // Each block, its stashed probability times its factor. `folded`: a `stash_linear` generator's
+    // factor times the scale, so the reused probability comes out scaled, and so does h: the entry
+    // is h - q (c scale) from a stashed p, or h - q c from a stashed q scaled with it, two
+    // operations fewer per entry than two factors, then h - q c, then the scale.
+    stash_blocks_reverse<kFold>(n, kBlock, out.scale, factor_of, [&](auto folded, Index j0, Index j1, T f1, T f2) KDLOSS_INLINE_LAMBDA {
+      constexpr bool kFolded = decltype(folded)::value;
+      const B f1b = B::splat(f1), f2b = B::splat(f2);
+      constexpr double kQ = gen_q_coefficient<Gen>::value;
+      constexpr bool kAffine = kFrom == Stash::Ratio || kFrom == Stash::Roots;  // h = kQ q + (h at q = 0)
+      const B cq = kFrom == Stash::Teacher || kAffine
+                       ? B::splat(static_cast<T>((centre - kQ) * static_cast<double>(out.scale)))
+                       : cb;
+      sweep_reverse<W>(j0, j1, [&](Index j, auto lanes) KDLOSS_INLINE_LAMBDA {
+        Elem<B> e = view(j, lanes, from_stash);
+        if constexpr (kFrom != Stash::None) {
+          B& stashed = kFrom == Stash::Teacher ? e.p : kFrom == Stash::Student ? e.q : kFrom == Stash::Roots ? e.r : e.ratio;
+          stashed = kFolded ? load<B>(grad + j, lanes, T(0)) * f1b : load<B>(grad + j, lanes, T(0)) * f1b * f2b;
         }
-      }
-      block(std::false_type{}, f.f1, f.f2);
-    }
+        B g;
+        if constexpr (kFolded && kAffine) {  // h at q = 0 (the scaled stash's part)
+          static_assert(!kFolded || gen_masks_itself<Gen>::value, "a folded ratio or root is not masked");
+          Elem<B> e0 = e;
+          e0.q = B::splat(0);
+          g = fnma(e.q, cq, gen.h(e0));
+        } else {
+          g = kFolded ? fnma(e.q, cq, masked(e, gen.h(e))) : grad_entry(e);
+        }
+        if constexpr (decltype(accumulate)::value) g = fma(load<B>(grad + j, lanes, T(0)), bb, g);
+        store(grad + j, g, lanes);
+      });
+    });
   };
   using None = std::integral_constant<Stash, Stash::None>;
   // A teacher row with the student's statistics (a target made from the student itself, as Taid's

@@ -233,6 +233,27 @@ struct StashFactor {
   }
 };
 
+/// The pass after pass 1 over a row of n entries that reads a stash: calls
+/// `block(folded, j0, j1, f1, f2)` for each pass-1 block [j0, j1) (`block_size` entries), the last
+/// block first (the blocks pass 1 left in cache last), with `factor_of(b)` block b's
+/// `StashFactor`. Where `Fold` and the factor times `scale` is a normal T (`StashFactor::folded`),
+/// `folded` is `std::true_type`, f1 that product and f2 = 1: the block applies factor and scale in
+/// one multiply. Otherwise `folded` is `std::false_type` and f1, f2 are the factor's two parts.
+template <bool Fold, class T, class FactorOf, class Block>
+KDLOSS_INLINE void stash_blocks_reverse(Index n, Index block_size, T scale, FactorOf&& factor_of, Block&& block) {
+  for (Index b = (n - 1) / block_size; b >= 0; --b) {
+    const StashFactor<T> f = factor_of(b);
+    const Index j0 = b * block_size, j1 = std::min(n, j0 + block_size);
+    if constexpr (Fold) {
+      if (const T scaled = f.folded(scale); scaled != T(0)) {
+        block(std::true_type{}, j0, j1, scaled, T(1));
+        continue;
+      }
+    }
+    block(std::false_type{}, j0, j1, f.f1, f.f2);
+  }
+}
+
 /// What pass 1 accumulates (compile-time, so unused work is not compiled).
 template <bool Teacher, bool Student, bool CrossT, bool CrossS, bool StudentSum = false,
           bool TeacherMoments = false, Stash StashSide = Stash::None, bool Roots = false,
