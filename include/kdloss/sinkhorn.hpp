@@ -371,9 +371,12 @@ class Sinkhorn {
       }
       kernels::sinkhorn_col_step<Arch>(m, n, fk, g + static_cast<Index>(k) * n, vec, vec + n);
     }
+    // The plan from the last column step's maxima and sums, which `vec` still holds (an early stop
+    // breaks after a row step, before the next column step).
     double* plan = m_ws.plan.data();
-    const kernels::PlanResult pr = kernels::sinkhorn_plan<Arch>(
-        m, c, n, f + static_cast<Index>(run_iters - 1) * n, g + static_cast<Index>(run_iters) * n, plan);
+    for (Index j = 0; j < n; ++j) vec[n + j] = std::log(vec[n + j]);
+    const kernels::PlanResult pr =
+        kernels::sinkhorn_plan<Arch>(m, c, n, f + static_cast<Index>(run_iters - 1) * n, vec, vec + n, plan);
     m_n = n;
     m_info.iterations_run = run_iters;
     m_info.marginal_error = pr.row_error;

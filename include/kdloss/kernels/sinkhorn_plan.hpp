@@ -44,7 +44,8 @@ void sinkhorn_row_step(const double* m, Index n, const double* g, double* f) {
 }
 
 /// Column step: \f$g_j = \log\sum_i e^{M_{ij} - f_i}\f$, vectorised across j (rows are swept twice:
-/// column maxima, then the shifted sums). `cmax` and `csum` are n doubles of scratch.
+/// column maxima, then the shifted sums). `cmax` and `csum` are n doubles of scratch; they are left
+/// holding the column maxima and the shifted sums (for `sinkhorn_plan`).
 template <class Arch>
 void sinkhorn_col_step(const double* m, Index n, const double* f, double* g, double* cmax, double* csum) {
   using B = simd::batch<double, Arch>;
@@ -85,10 +86,16 @@ struct PlanResult {
 };
 
 /// The final plan \f$\Pi_{ij} = e^{M_{ij} - f_i - g_j}\f$ (written to `plan`) and the loss
-/// \f$\sum_{ij}\Pi_{ij}C_{ij}\f$ (rows summed in order, in double).
+/// \f$\sum_{ij}\Pi_{ij}C_{ij}\f$ (rows summed in order, in double), from the last column step's
+/// parts of \f$g_j\f$: its column maxima `cmax` and the logs of its shifted sums `log_csum`
+/// (\f$g_j\f$ = cmax + log_csum). The exponent \f$(M_{ij} - f_i - \mathrm{cmax}_j) -
+/// \mathrm{log\_csum}_j\f$ repeats the column step's own (its first part is the very value that step
+/// exponentiated), so every column of the plan sums to 1 within a few ulp of 1 per entry. With
+/// \f$g_j\f$ itself it would not: where \f$|M| \sim C/\varepsilon\f$ is large (a small epsilon),
+/// the rounding of \f$g_j\f$ (about an ulp of \f$|g_j|\f$) moves a whole column's sum by as much.
 template <class Arch>
-PlanResult sinkhorn_plan(const double* m, const double* c, Index n, const double* f, const double* g,
-                         double* plan) {
+PlanResult sinkhorn_plan(const double* m, const double* c, Index n, const double* f, const double* cmax,
+                         const double* log_csum, double* plan) {
   using B = simd::batch<double, Arch>;
   constexpr double kInf = std::numeric_limits<double>::infinity();
   PlanResult r;
@@ -99,7 +106,8 @@ PlanResult sinkhorn_plan(const double* m, const double* c, Index n, const double
     const B fi = B::splat(f[i]);
     B rs = B::splat(0.0), ls = B::splat(0.0);
     sweep<B::size>(0, n, [&](Index j, auto lanes) {
-      const B p = simd::exp(load<B>(mi + j, lanes, -kInf) - fi - load<B>(g + j, lanes, 0.0));
+      const B p = simd::exp(load<B>(mi + j, lanes, -kInf) - fi - load<B>(cmax + j, lanes, 0.0) -
+                            load<B>(log_csum + j, lanes, 0.0));
       store(pi + j, p, lanes);
       rs = rs + p;
       ls = fma(p, load<B>(ci + j, lanes, 0.0), ls);
