@@ -121,7 +121,10 @@ inline Entry jeffreys(LD p, LD q) {
 /// Alpha-beta divergence from the ABKD paper's formulas (power form and its special cases, with
 /// the continuity-correct 1/alpha^2 or 1/beta^2 factors), in long double. An entry with one side 0
 /// is evaluated at 1e-1000 and 1e-2000 instead: a limit that keeps growing between the two
-/// (power-law or logarithmic divergence) is reported as +inf, a converged one is kept.
+/// (power-law or logarithmic divergence) is reported as +inf, a converged one is kept. Growth is
+/// judged relative to the term itself (with a floor of 1e-300, below which a term counts as 0):
+/// a logarithmic divergence weighted by a small power (alpha = 0, p = 0 < q with q^beta ~ 1e-8:
+/// a growth of 1e-5 between the two points) is still a divergence.
 inline EntryFn alpha_beta(double alpha, double beta) {
   auto at = [alpha, beta](LD p, LD q) {
     const LD a = alpha, b = beta, l = a + b;
@@ -164,7 +167,7 @@ inline EntryFn alpha_beta(double alpha, double beta) {
     const Entry e1 = p == 0 ? at(1e-1000L, q) : at(p, 1e-1000L);
     const Entry e2 = p == 0 ? at(1e-2000L, q) : at(p, 1e-2000L);
     auto limit = [](LD x1, LD x2) {
-      if (!(std::fabs(x2) < 1e100L) || std::fabs(x2 - x1) > 1e-3L * (1 + std::fabs(x1))) return kInfL;
+      if (!(std::fabs(x2) < 1e100L) || std::fabs(x2 - x1) > 1e-3L * (1e-300L + std::fabs(x1))) return kInfL;
       return std::fabs(x2) < 1e-300L ? 0 : x2;
     };
     Entry e;
