@@ -54,10 +54,16 @@ void check_rows(const kdloss::RowMatrix<T>& S, const kdloss::RowMatrix<T>& Tt, d
     const double m = decision_mu(Sd.row(i).data(), Td.row(i).data(), v, tau, mu, 16 * e, got.head_size);
     INFO("reference decision at mu = " << m);
     const auto d = kdtest::ref::akl_decision(Sd.row(i).data(), Td.row(i).data(), v, tau, m);
-    const auto r = kdtest::ref::adaptive_kl(Sd.row(i).data(), Td.row(i).data(), v, tau, m);
     CHECK(got.head_size == d.head_size);
-    CHECK(std::fabs(got.w_head - d.w_head) <= (sizeof(T) == 4 ? 2e-5 : 1e-12));
+    // The weights within what the rounding of p and q in T can move them (about 2e-5 in float and
+    // 4e-14 in double for a typical random row; more where the student is close to the teacher:
+    // the gaps are then small, and a V = 2 row's w_head moved by 5.7e-4 in float at Catch seed 11);
+    // the value and the gradient at the kernel's own weights, within the usual rounding.
+    const double cond = kdtest::ref::akl_weight_condition(Sd.row(i).data(), Td.row(i).data(), v, tau);
+    INFO("weights' condition " << cond);
+    CHECK(std::fabs(got.w_head - d.w_head) <= kdtest::kUlpFactor * e * cond);
     CHECK(got.w_head + got.w_tail == 1.0);
+    const auto r = kdtest::ref::adaptive_kl_at(Sd.row(i).data(), Td.row(i).data(), v, tau, got.w_head, got.w_tail);
     CHECK(std::fabs(static_cast<double>(rows[i]) - r.value) <= kdtest::kUlpFactor * e * r.value_scale + tiny);
     double worst = 0, bound = 0;
     for (long j = 0; j < v; ++j) {
