@@ -86,14 +86,15 @@ inline Row adaptive_kl_at(const double* s, const double* t, long v, double tau, 
 }
 
 /// AdaptiveKL row: w_h KL(p||q) + w_t KL(q||p) with detached weights (a zero weight drops its term).
-/// The scales add the effect of the weights' own rounding, `akl_weight_condition` eps. (They used
-/// to cap it at one eps, which every row with a gap reached, as the condition is at least 1; rows
-/// whose student is close to the teacher then failed: V = 3 at Catch seed 32.) `check_rows` in
-/// adaptive_kl.test.cpp checks the weights themselves against the condition, and the loss at the
-/// kernel's own weights with no such term.
+/// The scales add one eps for the weights' own rounding (`min(1, akl_weight_condition)`: the
+/// condition is at least 1 wherever there is a gap). That is less than the condition allows where
+/// the student is close to the teacher (V = 3 rows at Catch seeds 32 and 34 exceed it); it is kept
+/// as it was, not loosened. `check_rows` in adaptive_kl.test.cpp checks the weights themselves
+/// against the condition, and the loss at the kernel's own weights with no such term.
 inline Row adaptive_kl(const double* s, const double* t, long v, double tau, double mu) {
   const AklDecision d = akl_decision(s, t, v, tau, mu);
-  return adaptive_kl_at(s, t, v, tau, d.w_head, d.w_tail, akl_weight_condition(s, t, v, tau));
+  const double c = akl_weight_condition(s, t, v, tau);
+  return adaptive_kl_at(s, t, v, tau, d.w_head, d.w_tail, c > 0 ? std::min(1.0, c) : 0);
 }
 
 /// TAID's interpolated target logits (1 - lambda) s + lambda t in double (-inf on either side
