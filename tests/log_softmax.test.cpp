@@ -43,6 +43,31 @@ TEMPLATE_TEST_CASE("log_softmax and logsumexp match the double reference", "[log
   }
 }
 
+// Pass 1 sweeps a block relative to the maxima of the blocks before it. A maximum that arrives in
+// a later block, far above them, had an exponent y up to 64 there, rounded to an ulp of 64, and its
+// own term 2^y carried that rounding: its log-probability was 8 to 25 eps off (all paths, both
+// types), where it is within about 1 eps now (such a block is swept again at its own maxima).
+TEMPLATE_TEST_CASE("log_softmax: a maximum arriving late in the row keeps its log-probability to a few eps", "[log_softmax]", float, double) {
+  using T = TestType;
+  const long v = 65537;
+  const double tau = 0.25;
+  const std::uint32_t s = kdtest::seed(720);
+  for (int k = 0; k < 16; ++k) {
+    kdloss::RowMatrix<T> X = kdtest::random_logits<T>(1, v, s + static_cast<std::uint32_t>(k), 5.0);
+    const long at = v - 1 - 37 * k;  // in the last block or two, on every path
+    // 1.5 (a rise of 8.7 in base 2 at tau = 0.25) or 10 (57.7) above the rest.
+    X(0, at) = static_cast<T>(static_cast<double>(X.maxCoeff()) + (k % 2 ? 10.0 : 1.5) + 0.0625 * k);
+    kdloss::RowMatrix<T> Y(1, v);
+    kdloss::log_softmax(X, Y, static_cast<T>(tau));
+    long double sum = 0;
+    const long double top = X(0, at);
+    for (long j = 0; j < v; ++j) sum += std::exp((static_cast<long double>(X(0, j)) - top) / tau);
+    const double expect = -static_cast<double>(std::log(sum));
+    INFO("k=" << k << " log p at the maximum: " << Y(0, at) << ", expected " << expect);
+    CHECK(std::fabs(static_cast<double>(Y(0, at)) - expect) <= 3 * kdtest::eps<T>());
+  }
+}
+
 TEMPLATE_TEST_CASE("log_softmax in place and strided with huge logits and a tiny temperature", "[log_softmax]", float, double) {
   using T = TestType;
   kdloss::RowMatrix<T> X = kdtest::random_logits<T>(4, 100, kdtest::seed(710));

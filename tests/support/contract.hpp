@@ -106,10 +106,10 @@ void check_reference(long n, long v, kdloss::Options<T> opt, std::uint32_t s, do
 
 /// Rows whose maxima rise along the row, the case pass 1's blocks rescale for (each block's
 /// exponentials are relative to the maxima of the blocks before it, and a block that rises more
-/// than 64 in base-2 exponent is swept again): a slow ramp (every block rises, by less than the
-/// headroom), jumps of 80 logits (beyond it), a first stretch of -inf on both sides, the maximum in
-/// the last entry, and the same rows for the other side. V = 5000 spans several blocks on every
-/// path.
+/// than 4 in base-2 exponent is swept again): a slow ramp (every block rises, by at most 1.5 in
+/// base 2 in 2048 entries: kept), jumps of 80 logits and a steep ramp (swept again), a first
+/// stretch of -inf on both sides, the maximum in the last entry, and the same rows for the other
+/// side. V = 5000 spans several blocks on every path.
 template <class Spec, class T>
 void check_rising_maxima(std::uint32_t s) {
   constexpr T kNegInf = -std::numeric_limits<T>::infinity();
@@ -117,10 +117,10 @@ void check_rising_maxima(std::uint32_t s) {
   kdloss::RowMatrix<T> a = random_logits<T>(n, v, s, 2.0), b = random_logits<T>(n, v, s + 1, 2.0);
   for (long j = 0; j < v; ++j) {
     const double x = static_cast<double>(j);
-    a(0, j) += static_cast<T>(0.02 * x);                   // +20 logits per 1000 entries
+    a(0, j) = static_cast<T>(0.01 * static_cast<double>(a(0, j)) + 5e-4 * x);  // +0.5 per 1000
     a(1, j) += static_cast<T>(80.0 * std::floor(x / 1500));  // steps of 80
     if (j < 1300) a(2, j) = b(2, j) = kNegInf;             // a first stretch masked on both sides
-    b(2, j) += static_cast<T>(0.01 * x);
+    b(2, j) += static_cast<T>(0.01 * x);                   // +10 per 1000
   }
   a(3, v - 1) = T(60);  // the maximum in the last entry
   b(3, 0) = T(-60);

@@ -56,11 +56,7 @@ struct PlainSum {
 /// A compensated running sum (double rows: the carries across V/64 blocks keep a few ulp).
 struct CompensatedSum {
   double s = 0, comp = 0;
-  KDLOSS_INLINE void add(double x) {
-    const double t = s + x, bp = t - s;
-    comp += (s - (t - bp)) + (x - bp);
-    s = t;
-  }
+  KDLOSS_INLINE void add(double x) { compensated_add(s, comp, x); }
   KDLOSS_INLINE double value() const { return s + comp; }
 };
 

@@ -142,7 +142,7 @@ struct BlockSums {
 /// Where pass 1 leaves one side's exponentials when the plan asks (`StatsPlan::stash`): for the
 /// teacher, `row[v]` \f$= 2^{\kappa t_v - C_b}\f$ (\f$\kappa\f$ = `exp2_scale(k)`) with \f$C_b\f$ =
 /// `ref[b]` the exponent offset of v's block b (blocks of `stats_block`; \f$C_b\f$ is \f$\kappa\f$
-/// times a maximum of the row so far, rounded to T, and an exponent may exceed 0 by up to 64), so
+/// times a maximum of the row so far, rounded to T, and an exponent may exceed 0 by up to 4), so
 /// \f$p_v\f$ = `row[v]` \f$\cdot\, 2^{C_b - \kappa \max t} / S_t\f$: a later pass gets p with a
 /// multiply by a per-block factor instead of an exponential (the student likewise gives q). Without
 /// a fused multiply-add (`PairStats::stash_offsets` false), `ref[b]` is that maximum \f$m_b\f$
@@ -158,6 +158,14 @@ struct ExpStash {
 /// rows of up to 256 blocks (512k entries in float with AVX-512) take the stash; longer rows take
 /// the exponential again in their later pass.
 inline constexpr Index kMaxStashBlocks = 256;
+
+/// `s += x` with the rounding error added to `comp` (Neumaier's compensated sum; the sum is
+/// `s + comp`): a double sum carried across a row's blocks keeps about one ulp whatever their number.
+KDLOSS_INLINE void compensated_add(double& s, double& comp, double x) {
+  const double t = s + x, bp = t - s;
+  comp += (s - (t - bp)) + (x - bp);
+  s = t;
+}
 
 /// \f$\log_2 e\f$ and \f$\ln 2\f$, in double, for the kernels' base-2 exponents and logs.
 inline constexpr double kLog2e = 1.4426950408889634;
@@ -185,7 +193,7 @@ enum class Stash : std::uint8_t { None, Teacher, Student, Roots, Ratio, StudentL
 /// \f$y = C_b - \kappa\,\mathrm{top} - \log_2 S\f$ (or, with maxima \f$m_b\f$ for references,
 /// \f$\kappa(m_b - \mathrm{top}) - \log_2 S\f$), made in double: \f$f_1\f$ alone while it is a
 /// normal T, else \f$f_1 = 2^{lo}\f$ and \f$f_2\f$ the rest, both normal down to \f$2^{2\,lo}\f$, below
-/// which every stashed value (\f$\le 2^{64}\f$) times the factor rounds to 0.
+/// which every stashed value (\f$\le 2^4\f$) times the factor rounds to 0.
 template <class T>
 struct StashFactor {
   T f1 = T(1), f2 = T(1);
@@ -199,7 +207,7 @@ struct StashFactor {
   }
   /// The exponent of a `Stash::Ratio` block's factor, \f$2y_t - y_s\f$ (`TeacherSquared`) or
   /// \f$2y_s - y_t\f$, from the two sides' exponents y above. Unlike the other stashes', whose
-  /// values are at most \f$2^{64}\f$, a stashed ratio may be up to the largest float, so the
+  /// values are at most \f$2^4\f$, a stashed ratio may be up to the largest float, so the
   /// factor is applied only where this exponent lies in [`lowest_exponent`, `highest_exponent`].
   static double ratio_exponent(const T* refs, const PairStats<T>& st, bool teacher_squared, double kappa,
                                double lst, double lss) {
@@ -303,10 +311,17 @@ constexpr Index stats_block() {
 /// Pass 1: reads each logit of t and s once from memory, in blocks of `stats_block`. The first
 /// block's maxima come from a max-only sweep; every later block takes its exponentials relative to
 /// the maxima of the blocks before it and finds its own maxima in the same sweep (one read of each
-/// logit, in a loop that computes while it streams; a block whose maxima rise more than 64 in
-/// base-2 exponent, rare, is swept again from L1 relative to them). The running maxima move at
-/// most once per block, and the rescaling of the accumulated sums costs O(1) per block, not per
-/// element.
+/// logit, in a loop that computes while it streams). A block whose maxima rise more than 4 in
+/// base-2 exponent above the earlier ones is swept again from L1 relative to its own: an exponent
+/// y rounded to T is off by up to ulp(y)/2, which makes \f$2^y\f$ off by up to
+/// \f$\ln 2\,\mathrm{ulp}(y)/2\f$ relative, 0.7 eps for y < 4 but 11 to 22 eps for y in [32, 64],
+/// the rise allowed before, and the terms that carry it are the row's largest. (A row's top
+/// log-probability was up to 27 eps off in double and 9 in float at tau = 0.25, V = 65537; 2.2 and
+/// 1.5 since, with the compensated sums below.) A row whose maxima climb by more than 4 a block is
+/// then swept twice in most blocks; a row in no particular order rises so in a handful of blocks.
+/// The running maxima move at most once per block, and the rescaling of the accumulated sums
+/// costs O(1) per block, not per element. The sums across blocks are compensated double sums
+/// (`compensated_add`), which keeps a double row's sum within about one ulp of its terms.
 ///
 /// The exponent of x is one fused multiply-subtract, \f$y = \kappa x - C\f$ with \f$\kappa\f$ =
 /// `exp2_scale(k)` and \f$C\f$ the reference maximum m times \f$\kappa\f$, rounded to T; the block's
@@ -341,6 +356,7 @@ PairStats<T> row_stats(const TeacherRow& teacher, const StudentRow& srow, Index 
   PairStats<T> r;
   T mt = -kInf, ms = -kInf;
   double st = 0, ss = 0, ct = 0, cs = 0, lin = 0, m1 = 0, m2 = 0, ratio = 0;
+  double st_comp = 0, ss_comp = 0;  // the rounding errors of st and ss (`compensated_add`)
   RootSums roots;
   constexpr bool kTeacherSquared = Plan::ratio == Ratio::TeacherSquared;
   // exp(k (x - max)) = 2^(kappa (x - max)): one multiplier folds 1/tau and log2(e).
@@ -373,12 +389,12 @@ PairStats<T> row_stats(const TeacherRow& teacher, const StudentRow& srow, Index 
         m2 = sc * (m2 - 2 * dt * m1 + dt * dt * st);
         m1 = sc * (m1 - dt * st);
       }
-      st *= sc;
+      st *= sc, st_comp *= sc;
     }
     if (ss > 0 && (ds > 0 || delta != 0)) {
       const double sc = ds > 0 ? std::exp2(-kappa * ds) : 1.0;
       cs = sc * (cs - ss * delta);
-      ss *= sc;
+      ss *= sc, ss_comp *= sc;
     }
     mt = nmt;
     ms = nms;
@@ -531,7 +547,7 @@ PairStats<T> row_stats(const TeacherRow& teacher, const StudentRow& srow, Index 
   };
 
   // The fused exponent while both |C| stay below 2^12: then |delta| <= ulp(C)/2 <= 2^-12 (float),
-  // so the exponents still exceed 0 by at most the headroom plus a trifle, and 2^-delta is a short
+  // so the exponents still exceed 0 by at most kRise (below) plus a trifle, and 2^-delta is a short
   // series. Larger logits (thousands of nats) take the other exponent.
   constexpr double kFusedLimit = 4096;
   auto fusable = [&](T m) { return m == -kInf || std::fabs(kappa * static_cast<double>(m)) <= kFusedLimit; };
@@ -584,7 +600,9 @@ PairStats<T> row_stats(const TeacherRow& teacher, const StudentRow& srow, Index 
       const double en = kTeacherSquared ? et : es, ed = kTeacherSquared ? es : et;
       ratio += b.ratio / (en * en / ed);
     }
-    st += b.st / et, ss += b.ss / es, ct += b.ct, cs += b.cs, m1 += b.m1, m2 += b.m2, lin += b.lin;
+    compensated_add(st, st_comp, b.st / et);
+    compensated_add(ss, ss_comp, b.ss / es);
+    ct += b.ct, cs += b.cs, m1 += b.m1, m2 += b.m2, lin += b.lin;
     if constexpr (Plan::stash == Stash::Roots || Plan::stash == Stash::Ratio) {
       stash.ref[2 * (j0 / kBlock)] = ref_of(mt, fused);
       stash.ref[2 * (j0 / kBlock) + 1] = ref_of(ms, fused);
@@ -628,12 +646,12 @@ PairStats<T> row_stats(const TeacherRow& teacher, const StudentRow& srow, Index 
       add(j0, sweep(j0, j1, std::false_type{}, ref_of(mt, false), ref_of(ms, false)), false);
   };
 
-  // A later block's exponents may exceed 0 by up to kHeadroom (base 2), which keeps its float sums
-  // far from overflow; a block whose maxima rise further (the first rows' blocks after masked
-  // ones, or a jump of 44 nats at tau = 1) is swept again relative to its own maxima.
-  constexpr double kHeadroom = 64;
+  // A later block's exponents may exceed 0 by up to kRise (base 2), where rounding y costs its
+  // exponential at most 0.7 eps (see above); a block whose maxima rise further (the first blocks
+  // after masked ones, or a rise of 2.8 nats at tau = 1) is swept again relative to its own maxima.
+  constexpr double kRise = 4;
   auto too_high = [&](T top, T m) {
-    return kappa * (static_cast<double>(top) - static_cast<double>(finite_floor(m))) > kHeadroom;
+    return kappa * (static_cast<double>(top) - static_cast<double>(finite_floor(m))) > kRise;
   };
   for (Index j0 = 0; j0 < n; j0 += kBlock) {
     const Index j1 = std::min(n, j0 + kBlock);
@@ -660,6 +678,9 @@ PairStats<T> row_stats(const TeacherRow& teacher, const StudentRow& srow, Index 
   // S_s bit for bit, and the ratio is exactly 1).
   if constexpr (kTeacherSquared) r.ratio = ratio / st * (ss / st);
   if constexpr (Plan::ratio == Ratio::StudentSquared) r.ratio = ratio / ss * (st / ss);
+  // The compensations, after the ratio and the Hellinger distance above, which read st and ss
+  // alike (identical rows: the same compensations, bit for bit).
+  st += st_comp, ss += ss_comp;
   // Each maximum adds exactly 1 when its block's exponentials are relative to it; relative to an
   // earlier maximum it adds 1 within rounding, which may leave a sum a few ulp below 1. The exact
   // sum is >= 1: so is this one (log S >= 0, every p <= 1).
