@@ -312,16 +312,15 @@ constexpr Index stats_block() {
 /// block's maxima come from a max-only sweep; every later block takes its exponentials relative to
 /// the maxima of the blocks before it and finds its own maxima in the same sweep (one read of each
 /// logit, in a loop that computes while it streams). A block whose maxima rise more than 4 in
-/// base-2 exponent above the earlier ones is swept again from L1 relative to its own: an exponent
-/// y rounded to T is off by up to ulp(y)/2, which makes \f$2^y\f$ off by up to
-/// \f$\ln 2\,\mathrm{ulp}(y)/2\f$ relative, 0.7 eps for y < 4 but 11 to 22 eps for y in [32, 64],
-/// the rise allowed before, and the terms that carry it are the row's largest. (A row's top
-/// log-probability was up to 27 eps off in double and 9 in float at tau = 0.25, V = 65537; 2.2 and
-/// 1.5 since, with the compensated sums below.) A row whose maxima climb by more than 4 a block is
-/// then swept twice in most blocks; a row in no particular order rises so in a handful of blocks.
-/// The running maxima move at most once per block, and the rescaling of the accumulated sums
-/// costs O(1) per block, not per element. The sums across blocks are compensated double sums
-/// (`compensated_add`), which keeps a double row's sum within about one ulp of its terms.
+/// base-2 exponent above the earlier ones is swept again from L1 relative to its own. An exponent
+/// y rounded to T is off by up to ulp(y)/2, so \f$2^y\f$ is off by up to
+/// \f$\ln 2\,\mathrm{ulp}(y)/2\f$ relative: at most 0.7 eps for y < 4, where exponents up to 64
+/// would put 11 to 22 eps into the row's largest terms (bench/RESULTS.md, twenty-second session).
+/// A row whose maxima climb by more than 4 a block sweeps most blocks twice; a row in no
+/// particular order, a handful. The running maxima move at most once per block, and the rescaling
+/// of the accumulated sums costs O(1) per block, not per element. The sums across blocks are
+/// compensated double sums (`compensated_add`), which keeps a double row's sum within about one
+/// ulp of its terms.
 ///
 /// The exponent of x is one fused multiply-subtract, \f$y = \kappa x - C\f$ with \f$\kappa\f$ =
 /// `exp2_scale(k)` and \f$C\f$ the reference maximum m times \f$\kappa\f$, rounded to T; the block's
