@@ -139,7 +139,12 @@ inline void add_paired(const std::string& loss, const std::string& mode, const s
 /// "paired:eigen_rows" (the row-at-a-time Eigen version's time / kdloss's: its speed-up) and,
 /// for every loss but ForwardKL, "paired:ForwardKL" (kdloss's time / ForwardKL's: the multiple the
 /// bars bound); "<loss>/value/paired:grad" (value-only time / value+gradient time); and, where the
-/// binary has one, "paired:roofline" (kdloss's time / the streaming roofline's).
+/// binary has one, "paired:roofline" (kdloss's time / the streaming roofline's) and
+/// "paired:roofline_speedup" (the row-at-a-time Eigen version's time / the roofline's: the
+/// speed-up over that version of a pass that only streams the data any implementation must read
+/// and write, which no implementation's speed-up can much exceed), and "paired:roofline_nt_speedup"
+/// where the binary also has a copy by non-temporal stores ("roofline_nt": no read of the written
+/// lines before they are written).
 inline void add_pairs() {
   const auto& r = registry();
   for (const auto& [key, e] : r) {
@@ -152,8 +157,14 @@ inline void add_pairs() {
       add_paired(loss, "grad", "ForwardKL", e.fn, true, fkl->second.fn, true, e.shapes);
     if (const auto value = r.find(loss + "/value/kdloss"); value != r.end())
       add_paired(loss, "value", "grad", value->second.fn, false, e.fn, true, e.shapes);
-    if (const auto roof = r.find(loss + "/grad/roofline"); roof != r.end())
+    if (const auto roof = r.find(loss + "/grad/roofline"); roof != r.end()) {
       add_paired(loss, "grad", "roofline", e.fn, true, roof->second.fn, true, e.shapes);
+      if (const auto rows = r.find(loss + "/grad/eigen_rows"); rows != r.end())
+        add_paired(loss, "grad", "roofline_speedup", rows->second.fn, true, roof->second.fn, true, e.shapes);
+    }
+    if (const auto nt = r.find(loss + "/grad/roofline_nt"), rows = r.find(loss + "/grad/eigen_rows");
+        nt != r.end() && rows != r.end())
+      add_paired(loss, "grad", "roofline_nt_speedup", rows->second.fn, true, nt->second.fn, true, e.shapes);
   }
 }
 
@@ -273,6 +284,12 @@ class SummaryReporter : public benchmark::ConsoleReporter {
         std::printf("%-18s value-only / value+grad %-17s %6.1f %%\n", loss.c_str(), sh.c_str(), 100.0 * ratio);
       else if (label == "roofline")
         std::printf("%-18s %-6s %-17s %6.2f x the streaming roofline's time\n", loss.c_str(), mode.c_str(), sh.c_str(), ratio);
+      else if (label == "roofline_nt_speedup")
+        std::printf("%-18s %-6s %-17s %6.2f x: the non-temporal copy's speed-up over the row-at-a-time Eigen version\n",
+                    loss.c_str(), mode.c_str(), sh.c_str(), ratio);
+      else if (label == "roofline_speedup")
+        std::printf("%-18s %-6s %-17s %6.2f x: the streaming roofline's speed-up over the row-at-a-time Eigen version\n",
+                    loss.c_str(), mode.c_str(), sh.c_str(), ratio);
     }
   }
 
