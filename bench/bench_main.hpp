@@ -151,19 +151,18 @@ inline void add_pairs() {
     const std::string suffix = "/grad/kdloss";
     if (key.size() <= suffix.size() || key.compare(key.size() - suffix.size(), suffix.size(), suffix) != 0) continue;
     const std::string loss = key.substr(0, key.size() - suffix.size());
-    if (const auto rows = r.find(loss + "/grad/eigen_rows"); rows != r.end())
-      add_paired(loss, "grad", "eigen_rows", rows->second.fn, true, e.fn, true, e.shapes);
+    const auto rows = r.find(loss + "/grad/eigen_rows");
+    const bool has_rows = rows != r.end();
+    if (has_rows) add_paired(loss, "grad", "eigen_rows", rows->second.fn, true, e.fn, true, e.shapes);
     if (const auto fkl = r.find("ForwardKL/grad/kdloss"); loss != "ForwardKL" && fkl != r.end())
       add_paired(loss, "grad", "ForwardKL", e.fn, true, fkl->second.fn, true, e.shapes);
     if (const auto value = r.find(loss + "/value/kdloss"); value != r.end())
       add_paired(loss, "value", "grad", value->second.fn, false, e.fn, true, e.shapes);
     if (const auto roof = r.find(loss + "/grad/roofline"); roof != r.end()) {
       add_paired(loss, "grad", "roofline", e.fn, true, roof->second.fn, true, e.shapes);
-      if (const auto rows = r.find(loss + "/grad/eigen_rows"); rows != r.end())
-        add_paired(loss, "grad", "roofline_speedup", rows->second.fn, true, roof->second.fn, true, e.shapes);
+      if (has_rows) add_paired(loss, "grad", "roofline_speedup", rows->second.fn, true, roof->second.fn, true, e.shapes);
     }
-    if (const auto nt = r.find(loss + "/grad/roofline_nt"), rows = r.find(loss + "/grad/eigen_rows");
-        nt != r.end() && rows != r.end())
+    if (const auto nt = r.find(loss + "/grad/roofline_nt"); has_rows && nt != r.end())
       add_paired(loss, "grad", "roofline_nt_speedup", rows->second.fn, true, nt->second.fn, true, e.shapes);
   }
 }

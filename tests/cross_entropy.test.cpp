@@ -103,9 +103,9 @@ TEMPLATE_TEST_CASE("CrossEntropy rows whose maxima rise along the row", "[cross_
   }
   S(6, v - 1) = T(60);  // the maximum in the last entry
   // Row 7: 2048 entries at -88, then 2048 at -87, 1.44 above in base 2 (tau = 1), which pass 1 keeps
-  // relative to the lower maximum; the row's maximum, one entry at 0, lies 127 above in base 2: the
-  // first block at -87 has a factor of 2^-127, below the smallest normal float, while its
-  // probabilities (2^-125.5) are normal floats.
+  // relative to the lower maximum, then -60 (39 above in base 2: swept again at its own). The row's
+  // maximum, one entry at 0, lies 127 above -88 in base 2: the first block at -87 has a factor of
+  // 2^-127, below the smallest normal float, while its probabilities (2^-125.5) are normal floats.
   for (long j = 0; j < v; ++j) S(7, j) = j < 2048 ? T(-88) : j < 4096 ? T(-87) : T(-60);
   S(7, 4500) = T(0);
   Eigen::VectorXi y(n);
